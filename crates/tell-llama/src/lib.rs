@@ -1,0 +1,27 @@
+//! A LLaMA-family decoder on burn, loaded from Hugging Face checkpoints, with named capture sites.
+//!
+//! The model is generic over the burn backend; [`CpuBackend`] is the one used by default.
+
+pub mod batch;
+pub mod block;
+pub mod config;
+pub mod error;
+pub mod inspect;
+pub mod model;
+pub mod rope;
+pub mod site;
+pub mod weights;
+
+pub use batch::Batch;
+pub use config::{LlamaConfig, RopeScaling};
+pub use error::{Error, Result};
+pub use inspect::ModelInfo;
+pub use model::{Captures, Llama, Logits, Output};
+pub use site::{Hook, Site};
+pub use weights::Weights;
+
+/// The CPU backend `tell` runs on by default (chosen by measurement; see README).
+pub type CpuBackend = burn_ndarray::NdArray<f32>;
+
+/// burn's `flex` CPU backend, kept for comparison in the benchmarks.
+pub type FlexBackend = burn_flex::Flex;

@@ -1,0 +1,217 @@
+//! The whole decoder: embeddings, blocks, final norm and LM head, with a forward pass that
+//! captures values at named sites.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+
+use crate::batch::Batch;
+use crate::block::{Block, Linear, RmsNorm};
+use crate::config::LlamaConfig;
+use crate::error::{Error, Result};
+use crate::rope::Rope;
+use crate::site::{Hook, Site};
+use crate::weights::Weights;
+
+/// Added to the attention score of a key a query must not see. Finite, so that a padding row
+/// that sees no key at all gets a uniform (unused) distribution instead of NaN.
+const MASKED: f32 = -1.0e30;
+
+/// Which logits a forward pass computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Logits at every position, `[batch, seq, vocab]`.
+    All,
+    /// Logits at the last position only, `[batch, 1, vocab]` (all generation needs).
+    Last,
+    /// No logits: only captures (saves the LM head, often the largest matrix).
+    None,
+}
+
+/// Values captured during a forward pass, each `[batch, seq, width]` (left-padded like the batch).
+pub struct Captures<B: Backend> {
+    values: BTreeMap<Site, Tensor<B, 3>>,
+}
+
+impl<B: Backend> Captures<B> {
+    /// The value captured at a site, if it was requested.
+    pub fn get(&self, site: &Site) -> Option<&Tensor<B, 3>> {
+        self.values.get(site)
+    }
+
+    /// Takes the value captured at a site out of the set.
+    pub fn take(&mut self, site: &Site) -> Option<Tensor<B, 3>> {
+        self.values.remove(site)
+    }
+
+    /// Sites captured, in model order.
+    pub fn sites(&self) -> impl Iterator<Item = &Site> {
+        self.values.keys()
+    }
+}
+
+/// What a forward pass returns.
+pub struct Output<B: Backend> {
+    /// Logits as requested by [`Logits`].
+    pub logits: Option<Tensor<B, 3>>,
+    /// Values at the requested sites.
+    pub captures: Captures<B>,
+}
+
+/// A LLaMA-family decoder.
+#[derive(Debug, Clone)]
+pub struct Llama<B: Backend> {
+    config: LlamaConfig,
+    embed: Tensor<B, 2>,
+    blocks: Vec<Block<B>>,
+    norm: RmsNorm<B>,
+    lm_head: Linear<B>,
+    rope: Rope,
+    device: B::Device,
+}
+
+impl<B: Backend> Llama<B> {
+    /// Loads a Hugging Face checkpoint directory (`config.json` + safetensors).
+    pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
+        let config = LlamaConfig::from_file(&dir.join("config.json"))?;
+        let weights = Weights::open_dir(dir)?;
+        Self::from_weights(config, &weights, device)
+    }
+
+    /// Builds the model from a config and weights named as in HF checkpoints.
+    pub fn from_weights(config: LlamaConfig, w: &Weights, device: &B::Device) -> Result<Self> {
+        let (v, d) = (config.vocab_size, config.hidden_size);
+        let embed_values = w.read_f32("model.embed_tokens.weight", &[v, d])?;
+        let head_values = if config.tie_word_embeddings {
+            embed_values.clone()
+        } else {
+            w.read_f32("lm_head.weight", &[v, d])?
+        };
+        let embed = Tensor::from_data(TensorData::new(embed_values, [v, d]), device);
+        let lm_head = Linear::from_in_out(
+            Tensor::<B, 2>::from_data(TensorData::new(head_values, [v, d]), device).transpose(),
+        );
+        let blocks = (0..config.num_layers)
+            .map(|l| Block::load(w, l, &config, device))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(w, "model.norm", &config, device)?;
+        Ok(Self {
+            rope: Rope::new(&config),
+            config,
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            device: device.clone(),
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// Runs a left-padded batch, returning the requested logits and the values at `sites`.
+    pub fn forward(&self, batch: &Batch, sites: &[Site], logits: Logits) -> Result<Output<B>> {
+        let cfg = &self.config;
+        let wanted: BTreeSet<Site> = sites
+            .iter()
+            .map(|s| s.check(cfg.num_layers))
+            .collect::<Result<_>>()?;
+        if let Some(&bad) = batch.tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+            return Err(Error::Input(format!(
+                "token id {bad} is outside the vocabulary (size {})",
+                cfg.vocab_size
+            )));
+        }
+        let (b, t) = (batch.size(), batch.seq);
+        let device = &self.device;
+        let ids = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(
+                batch.tokens.iter().map(|&x| x as i64).collect::<Vec<_>>(),
+                [b * t],
+            ),
+            device,
+        );
+        let mut x = self
+            .embed
+            .clone()
+            .select(0, ids)
+            .reshape([b, t, cfg.hidden_size]);
+        let (cos, sin) = self.rope.tables::<B>(&batch.positions, b, t, device);
+        let bias = attention_bias::<B>(batch, device);
+
+        let mut values = BTreeMap::new();
+        let mut keep = |site: Site, value: &Tensor<B, 3>| {
+            if wanted.contains(&site) {
+                values.insert(site, value.clone());
+            }
+        };
+        for (layer, block) in self.blocks.iter().enumerate() {
+            keep(
+                Site::Block {
+                    layer,
+                    hook: Hook::ResidPre,
+                },
+                &x,
+            );
+            let out = block.forward(x, &cos, &sin, &bias);
+            for (hook, value) in [
+                (Hook::AttnOut, &out.attn_out),
+                (Hook::ResidMid, &out.resid_mid),
+                (Hook::MlpOut, &out.mlp_out),
+                (Hook::ResidPost, &out.resid_post),
+            ] {
+                keep(Site::Block { layer, hook }, value);
+            }
+            x = out.resid_post;
+        }
+        let need_norm = logits != Logits::None || wanted.contains(&Site::LnFinal);
+        let need_all = logits == Logits::All || wanted.contains(&Site::Logits);
+        let mut out_logits = None;
+        if need_norm {
+            let normed = self.norm.forward(x);
+            keep(Site::LnFinal, &normed);
+            if need_all {
+                let all = self.lm_head.forward(normed);
+                keep(Site::Logits, &all);
+                out_logits = match logits {
+                    Logits::All => Some(all),
+                    Logits::Last => Some(all.slice([0..b, t - 1..t, 0..cfg.vocab_size])),
+                    Logits::None => None,
+                };
+            } else if logits == Logits::Last {
+                let last = normed.slice([0..b, t - 1..t, 0..cfg.hidden_size]);
+                out_logits = Some(self.lm_head.forward(last));
+            }
+        }
+        Ok(Output {
+            logits: out_logits,
+            captures: Captures { values },
+        })
+    }
+}
+
+/// The additive attention bias `[batch, 1, seq, seq]`: causal, and blind to padded keys.
+fn attention_bias<B: Backend>(batch: &Batch, device: &B::Device) -> Tensor<B, 4> {
+    let (b, t) = (batch.size(), batch.seq);
+    let mut bias = vec![MASKED; b * t * t];
+    for row in 0..b {
+        let mask = &batch.mask[row * t..(row + 1) * t];
+        for q in 0..t {
+            let line = &mut bias[(row * t + q) * t..(row * t + q + 1) * t];
+            for k in 0..=q {
+                if mask[k] {
+                    line[k] = 0.0;
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(bias, [b, 1, t, t]), device)
+}

@@ -1,0 +1,254 @@
+//! Checkpoint weights: one `model.safetensors` or shards listed by `model.safetensors.index.json`,
+//! memory-mapped and read tensor by tensor under the checkpoint's own names.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype, Metadata, SafeTensors};
+
+use crate::error::{Error, Result};
+
+/// File name of an unsharded checkpoint.
+pub const SINGLE_FILE: &str = "model.safetensors";
+/// File name of the index of a sharded checkpoint.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// One memory-mapped safetensors file and its parsed header.
+struct Shard {
+    path: PathBuf,
+    mmap: Mmap,
+    header_len: usize,
+    metadata: Metadata,
+}
+
+/// The tensors of a checkpoint, looked up by name.
+pub struct Weights {
+    shards: Vec<Shard>,
+    /// Tensor name -> index into `shards`.
+    location: HashMap<String, usize>,
+    /// Where the weights were found (the single file or the index), for messages.
+    origin: PathBuf,
+}
+
+/// What a tensor looks like on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorMeta {
+    pub dtype: String,
+    pub shape: Vec<usize>,
+}
+
+impl Weights {
+    /// Opens the weights of a checkpoint directory (single file or sharded with an index).
+    pub fn open_dir(dir: &Path) -> Result<Self> {
+        let index = dir.join(INDEX_FILE);
+        let single = dir.join(SINGLE_FILE);
+        if index.is_file() {
+            Self::open_index(&index)
+        } else if single.is_file() {
+            Self::open_files(&[single.clone()], single)
+        } else {
+            Err(Error::NoWeights {
+                path: dir.to_owned(),
+            })
+        }
+    }
+
+    fn open_index(index: &Path) -> Result<Self> {
+        let bad = |reason: String| Error::Index {
+            path: index.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(index).map_err(|err| Error::Io {
+            path: index.to_owned(),
+            err,
+        })?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| bad("no `weight_map` object".into()))?;
+        let dir = index.parent().unwrap_or(Path::new("."));
+        let mut files: Vec<String> = Vec::new();
+        let mut wanted: BTreeMap<String, String> = BTreeMap::new();
+        for (name, file) in map {
+            let file = file
+                .as_str()
+                .ok_or_else(|| bad(format!("entry `{name}` is not a file name")))?;
+            if file.contains('/') || file.contains('\\') || file == ".." {
+                return Err(bad(format!(
+                    "entry `{name}` names a path outside the directory: {file}"
+                )));
+            }
+            if !files.iter().any(|f| f == file) {
+                files.push(file.to_owned());
+            }
+            wanted.insert(name.clone(), file.to_owned());
+        }
+        files.sort();
+        let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+        let weights = Self::open_files(&paths, index.to_owned())?;
+        // The index must agree with the shards: a tensor listed in one file but stored in another
+        // (or nowhere) is a broken download, and we would rather say so than guess.
+        for (name, file) in &wanted {
+            let expected = dir.join(file);
+            match weights.location.get(name) {
+                Some(&i) if weights.shards[i].path == expected => {}
+                Some(&i) => {
+                    return Err(bad(format!(
+                        "tensor `{name}` is listed in {file} but stored in {}",
+                        weights.shards[i].path.display()
+                    )))
+                }
+                None => {
+                    return Err(Error::MissingTensor {
+                        name: name.clone(),
+                        path: expected,
+                    })
+                }
+            }
+        }
+        Ok(weights)
+    }
+
+    fn open_files(paths: &[PathBuf], origin: PathBuf) -> Result<Self> {
+        let mut shards = Vec::with_capacity(paths.len());
+        let mut location = HashMap::new();
+        for path in paths {
+            let file = File::open(path).map_err(|err| Error::Io {
+                path: path.clone(),
+                err,
+            })?;
+            // SAFETY: the map is read-only; a checkpoint changed on disk while we read it is a
+            // user error that at worst gives wrong numbers, the same as reading it with read(2).
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|err| Error::Io {
+                path: path.clone(),
+                err,
+            })?;
+            let corrupt = |reason: String| Error::Corrupt {
+                path: path.clone(),
+                reason,
+            };
+            // `deserialize` checks that the header parses and that every tensor's bytes lie
+            // inside the file, which catches truncation.
+            SafeTensors::deserialize(&mmap).map_err(|e| corrupt(e.to_string()))?;
+            let (header_len, metadata) =
+                SafeTensors::read_metadata(&mmap).map_err(|e| corrupt(e.to_string()))?;
+            let i = shards.len();
+            for name in metadata.tensors().keys() {
+                if let Some(&j) = location.get(name) {
+                    let other: &Shard = &shards[j];
+                    return Err(corrupt(format!(
+                        "tensor `{name}` is also stored in {}",
+                        other.path.display()
+                    )));
+                }
+                location.insert(name.clone(), i);
+            }
+            shards.push(Shard {
+                path: path.clone(),
+                mmap,
+                header_len,
+                metadata,
+            });
+        }
+        Ok(Self {
+            shards,
+            location,
+            origin,
+        })
+    }
+
+    /// Paths of the safetensors files.
+    pub fn files(&self) -> Vec<&Path> {
+        self.shards.iter().map(|s| s.path.as_path()).collect()
+    }
+
+    /// Whether a tensor of that name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.location.contains_key(name)
+    }
+
+    /// Names of all tensors, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.location.keys().map(String::as_str).collect();
+        v.sort();
+        v
+    }
+
+    /// Dtype and shape of a tensor on disk.
+    pub fn meta(&self, name: &str) -> Option<TensorMeta> {
+        let shard = &self.shards[*self.location.get(name)?];
+        let info = shard.metadata.info(name)?;
+        Some(TensorMeta {
+            dtype: format!("{:?}", info.dtype),
+            shape: info.shape.clone(),
+        })
+    }
+
+    /// Reads a tensor as f32 values after checking its shape.
+    pub fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let &i = self
+            .location
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor {
+                name: name.to_owned(),
+                path: self.origin.clone(),
+            })?;
+        let shard = &self.shards[i];
+        let info = shard
+            .metadata
+            .info(name)
+            .ok_or_else(|| Error::MissingTensor {
+                name: name.to_owned(),
+                path: shard.path.clone(),
+            })?;
+        if info.shape != shape {
+            return Err(Error::Shape {
+                name: name.to_owned(),
+                path: shard.path.clone(),
+                expected: shape.to_vec(),
+                actual: info.shape.clone(),
+            });
+        }
+        let (start, end) = info.data_offsets;
+        let base = 8 + shard.header_len;
+        let bytes = &shard.mmap[base + start..base + end];
+        let values = match info.dtype {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::Dtype {
+                    name: name.to_owned(),
+                    path: shard.path.clone(),
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        Ok(values)
+    }
+
+    /// Loads a tensor into the backend's float type after checking its shape.
+    pub fn tensor<B: Backend, const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        device: &B::Device,
+    ) -> Result<Tensor<B, D>> {
+        let values = self.read_f32(name, &shape)?;
+        Ok(Tensor::from_data(TensorData::new(values, shape), device))
+    }
+}

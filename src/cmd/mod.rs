@@ -1,0 +1,4 @@
+//! One module per subcommand: arguments and the calls they make.
+
+pub mod forward;
+pub mod inspect;
