@@ -5,8 +5,11 @@
 //! responses.jsonl -> [`score_file`] -> scores.csv -> [`behavior_table`] / [`label_queries`].
 
 pub mod error;
+pub mod evidence;
 pub mod queries;
 pub mod render;
+pub mod score;
+pub mod scores;
 pub mod stats;
 pub mod suite;
 pub mod template;
@@ -16,5 +19,10 @@ pub use queries::{load_queries, Query, QueryFormat, QuerySpec};
 pub use render::{
     read_prompts, render, render_suite, render_suite_with, write_prompts, Message, PromptLine,
     RenderOptions,
+};
+pub use score::{classify, judge, parse, Class, Decision, Parsed, Verdict};
+pub use scores::{
+    read_responses, read_scores, score_all, score_file, score_one, write_csv, ResponseLine,
+    ScoreRow,
 };
 pub use suite::{Condition, Generation, Suite, SuiteSpec, Tier, TierScheme};
