@@ -4,8 +4,10 @@
 //! Data flow: `suite.toml` -> [`render_suite`] -> prompts.jsonl -> (generation, elsewhere) ->
 //! responses.jsonl -> [`score_file`] -> scores.csv -> [`behavior_table`] / [`label_queries`].
 
+pub mod behavior;
 pub mod error;
 pub mod evidence;
+pub mod labels;
 pub mod queries;
 pub mod render;
 pub mod score;
@@ -14,7 +16,9 @@ pub mod stats;
 pub mod suite;
 pub mod template;
 
+pub use behavior::{behavior_table, BehaviorRow};
 pub use error::{Error, Result};
+pub use labels::{label_queries, LabelRow, DEFAULT_THRESHOLD};
 pub use queries::{load_queries, Query, QueryFormat, QuerySpec};
 pub use render::{
     read_prompts, render, render_suite, render_suite_with, write_prompts, Message, PromptLine,
