@@ -132,8 +132,18 @@ def smollm2_hashes():
             "first": [float(v) for v in x[:4]],
             "sum": float(x.astype(np.float64).sum()),
         }
+    # HF orientation after transformers' own GGUF loader (LlamaTensorProcessor reverses the
+    # q/k permutation), as the sha256 of row-major f32: pins our un-permutation to HF's.
+    from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+    proc = LlamaTensorProcessor(config={"num_attention_heads": 9, "num_key_value_heads": 3})
+    hf = {}
+    for t in r.tensors:
+        if t.name in ("blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.29.attn_q.weight", "blk.29.attn_k.weight"):
+            x = gguf.quants.dequantize(t.data, t.tensor_type).astype("<f4")
+            y = np.ascontiguousarray(proc.process(x, t.name).weights).astype("<f4")
+            hf[t.name] = {"shape": list(y.shape), "sha256_f32le": hashlib.sha256(y.tobytes()).hexdigest()}
     out = HERE / "smollm2_dequant.json"
-    out.write_text(json.dumps({"file_sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    out.write_text(json.dumps({"transformers_unpermuted": hf,"file_sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
                                "gguf_python_version": gguf.__version__ if hasattr(gguf, "__version__") else "0.19.0",
                                "tensors": entries}, indent=1) + "\n")
     print(f"{out.name}: {len(entries)} tensors")
