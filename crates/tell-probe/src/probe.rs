@@ -222,6 +222,9 @@ pub fn fit(x: &Matrix, labels: &[bool], groups: &[u32], opts: &FitOptions) -> Re
     fit_rows(x, &rows, labels, groups, opts)
 }
 
+/// Seed of the inner folds that choose the L2 strength (fixed, so a fit is reproducible).
+pub const INNER_SEED: u64 = 0x5eed;
+
 /// Picks the L2 strength with the best mean inner-fold AUROC (ties: the stronger one).
 fn choose_l2(
     x: &Matrix,
@@ -241,7 +244,7 @@ fn choose_l2(
     let mut grid = grid.to_vec();
     // Strongest first, so each fit warm-starts from a smoother neighbour.
     grid.sort_by(|a, b| b.total_cmp(a));
-    let folds = grouped_kfold(y, groups, inner_folds, 0x5eed)?;
+    let folds = grouped_kfold(y, groups, inner_folds, INNER_SEED)?;
     let d = x.n_cols();
     let mut totals = vec![0.0f64; grid.len()];
     for f in &folds {

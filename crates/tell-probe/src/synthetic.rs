@@ -18,8 +18,11 @@ pub struct SynthSpec {
     pub group_noise: f64,
     /// Per-row noise scale.
     pub row_noise: f64,
-    /// Seed.
+    /// Seed of the row noise.
     pub seed: u64,
+    /// Seed of the labels, the signal direction and the feature scales (shared by the layers
+    /// of one synthetic model).
+    pub label_seed: u64,
 }
 
 /// A generated dataset.
@@ -37,16 +40,17 @@ pub struct Synth {
 /// `group_noise * N(0, I)`, and rows `offset + label_sign * signal * u / 2 + row_noise * N(0,I)`
 /// plus a per-feature scale and mean so standardisation matters.
 pub fn generate(spec: &SynthSpec) -> Synth {
+    let mut lrng = Rng::new(spec.label_seed);
     let mut rng = Rng::new(spec.seed);
     let d = spec.n_features;
     let n_groups = spec.n_rows.div_ceil(spec.group_size.max(1));
-    let mut u: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
+    let mut u: Vec<f64> = (0..d).map(|_| lrng.normal()).collect();
     let norm = u.iter().map(|v| v * v).sum::<f64>().sqrt();
     u.iter_mut().for_each(|v| *v /= norm);
-    let scale: Vec<f64> = (0..d).map(|_| 0.5 + rng.uniform() * 2.0).collect();
-    let shift: Vec<f64> = (0..d).map(|_| rng.normal() * 3.0).collect();
+    let scale: Vec<f64> = (0..d).map(|_| 0.5 + lrng.uniform() * 2.0).collect();
+    let shift: Vec<f64> = (0..d).map(|_| lrng.normal() * 3.0).collect();
     let mut group_labels: Vec<bool> = (0..n_groups).map(|g| g % 2 == 1).collect();
-    rng.shuffle(&mut group_labels);
+    lrng.shuffle(&mut group_labels);
     let mut x = Vec::with_capacity(spec.n_rows * d);
     let mut labels = Vec::with_capacity(spec.n_rows);
     let mut groups = Vec::with_capacity(spec.n_rows);

@@ -16,6 +16,7 @@ fn save_load_apply_roundtrip() {
         group_noise: 0.3,
         row_noise: 1.0,
         seed: 1,
+        label_seed: 1,
     });
     let x = Matrix::new(&s.x, 120, 16).unwrap();
     let cv = CvOptions {

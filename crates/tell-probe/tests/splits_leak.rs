@@ -29,6 +29,7 @@ fn grouped_folds_never_share_a_group() {
         group_noise: 1.0,
         row_noise: 1.0,
         seed: 3,
+        label_seed: 3,
     });
     for seed in 0..5 {
         let folds = grouped_kfold(&s.labels, &s.groups, 5, seed).unwrap();
@@ -79,6 +80,7 @@ fn ungrouped_split_leaks_and_scores_higher() {
         group_noise: 3.0,
         row_noise: 0.3,
         seed: 5,
+        label_seed: 5,
     });
     let x = Matrix::new(&s.x, s.labels.len(), 80).unwrap();
     let fit = FitOptions {
@@ -103,6 +105,7 @@ fn signal_data() -> tell_probe::synthetic::Synth {
         group_noise: 0.5,
         row_noise: 1.0,
         seed: 9,
+        label_seed: 9,
     })
 }
 
