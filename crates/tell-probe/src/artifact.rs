@@ -57,6 +57,53 @@ pub struct ProbeArtifact {
     pub meta: ProbeMeta,
 }
 
+/// Where a probe reads and what its label means, supplied by the caller (the store/CLI).
+#[derive(Clone, Copy, Debug)]
+pub struct Provenance<'a> {
+    /// Capture site.
+    pub site: &'a str,
+    /// Layer index.
+    pub layer: usize,
+    /// Token position.
+    pub position: &'a str,
+    /// What a positive label means, e.g. `label=deep`.
+    pub label_definition: &'a str,
+}
+
+impl ProbeArtifact {
+    /// Packs a [`crate::ProbeReport`] (final probe, threshold, pooled metrics) with its provenance
+    /// and the hash of the training data it was fitted on.
+    pub fn from_report(
+        report: &crate::cv::ProbeReport,
+        prov: &Provenance,
+        x: &crate::data::Matrix,
+        labels: &[bool],
+        groups: &[u32],
+    ) -> Self {
+        let p = &report.cv.pooled;
+        let meta = ProbeMeta {
+            site: prov.site.to_string(),
+            layer: prov.layer,
+            position: prov.position.to_string(),
+            family: report.probe.family,
+            threshold: report.threshold,
+            fpr: p.fpr,
+            threshold_source: p.threshold_source.clone(),
+            label_definition: prov.label_definition.to_string(),
+            training_data_hash: training_hash(x.data(), x.n_cols(), labels, groups),
+            n_features: report.probe.n_features(),
+            l2: report.probe.l2,
+            shrinkage: report.probe.shrinkage,
+            metrics: serde_json::to_value(p).unwrap_or(serde_json::Value::Null),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        ProbeArtifact {
+            probe: report.probe.clone(),
+            meta,
+        }
+    }
+}
+
 /// sha256 over the feature bytes (little-endian f32), shape, labels and groups, hex encoded.
 pub fn training_hash(x: &[f32], n_cols: usize, labels: &[bool], groups: &[u32]) -> String {
     let mut h = Sha256::new();

@@ -60,8 +60,8 @@ impl<'a> Matrix<'a> {
 
     /// Fails with the first NaN or infinity, naming its row and feature.
     pub fn check_finite(&self) -> Result<()> {
-        // Fast path: a sum over a chunk is finite iff (almost always) every value is; only on a
-        // non-finite chunk sum do we scan for the exact position.
+        // Fast path: `v * 0.0` is 0 for finite v and NaN for NaN or +-inf, so a row's sum of them
+        // is NaN exactly when the row holds a bad value; only then do we look for its position.
         for (i, row) in self.data.chunks_exact(self.n_cols).enumerate() {
             let s: f32 = row.iter().fold(0.0f32, |a, &v| a + v * 0.0);
             if !s.is_finite() {
@@ -145,4 +145,18 @@ pub fn check_groups(groups: &[u32], n_rows: usize) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Renumbers group ids densely (`0..n_groups`, in order of first appearance), so sparse or huge
+/// ids cost no memory; returns the new ids and the group count.
+pub fn dense_groups(groups: &[u32]) -> (Vec<u32>, usize) {
+    let mut map: HashMap<u32, u32> = HashMap::new();
+    let ids = groups
+        .iter()
+        .map(|&g| {
+            let next = map.len() as u32;
+            *map.entry(g).or_insert(next)
+        })
+        .collect();
+    (ids, map.len())
 }

@@ -30,7 +30,7 @@ pub mod sweep;
 pub mod synthetic;
 pub mod transfer;
 
-pub use artifact::{training_hash, ProbeArtifact, ProbeMeta};
+pub use artifact::{training_hash, ProbeArtifact, ProbeMeta, Provenance};
 pub use cv::{
     cross_validate, train, Control, CvOptions, CvReport, FoldMetrics, ProbeReport, Summary,
 };
@@ -42,5 +42,7 @@ pub use plot::write_layer_plots;
 pub use probe::{fit, Family, FitOptions, Probe, L2};
 pub use splits::{grouped_kfold, ungrouped_kfold, Fold};
 pub use standardize::Standardizer;
-pub use sweep::{sweep, write_metrics_csv, SweepInput, SweepResult, SweepRow};
+pub use sweep::{
+    rank, read_metrics_csv, sweep, write_metrics_csv, SweepInput, SweepResult, SweepRow,
+};
 pub use transfer::{transfer, Subset, TransferMatrix};

@@ -136,12 +136,17 @@ pub fn bootstrap_auroc(
             hi: f64::NAN,
         });
     }
-    let n_groups = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
+    if groups.len() != labels.len() {
+        return Err(ProbeError::GroupCount {
+            groups: groups.len(),
+            rows: labels.len(),
+        });
+    }
+    let (dense, n_groups) = crate::data::dense_groups(groups);
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_groups];
-    for (i, &g) in groups.iter().enumerate() {
+    for (i, &g) in dense.iter().enumerate() {
         members[g as usize].push(i);
     }
-    members.retain(|m| !m.is_empty());
     let mut rng = Rng::new(seed);
     let mut stats = Vec::with_capacity(n_boot);
     let mut rows = Vec::with_capacity(labels.len());

@@ -31,8 +31,9 @@ pub fn grouped_kfold(labels: &[bool], groups: &[u32], k: usize, seed: u64) -> Re
             reason: format!("need at least 2 folds, got {k}"),
         });
     }
-    let n_groups = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
-    // (positives, negatives) per group id; ids may be sparse.
+    let (groups, n_groups) = crate::data::dense_groups(groups);
+    let groups = groups.as_slice();
+    // (positives, negatives) per group.
     let mut counts = vec![(0usize, 0usize); n_groups];
     for (&g, &l) in groups.iter().zip(labels) {
         let c = &mut counts[g as usize];

@@ -76,6 +76,30 @@ impl SweepResult {
     pub fn best_row(&self) -> &SweepRow {
         &self.rows[self.best]
     }
+
+    /// Rows ordered best first (AUROC, then interval lower bound), for `tell probe compare`.
+    pub fn ranking(&self) -> Vec<&SweepRow> {
+        rank(&self.rows)
+    }
+}
+
+/// Orders rows best first: higher AUROC, then higher interval lower bound, then earlier layer.
+pub fn rank(rows: &[SweepRow]) -> Vec<&SweepRow> {
+    let mut v: Vec<&SweepRow> = rows.iter().collect();
+    let lo = |r: &SweepRow| {
+        if r.auroc_lo.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            r.auroc_lo
+        }
+    };
+    v.sort_by(|a, b| {
+        b.auroc
+            .total_cmp(&a.auroc)
+            .then(lo(b).total_cmp(&lo(a)))
+            .then(a.layer.cmp(&b.layer))
+    });
+    v
 }
 
 /// Runs the sweep; `control_name` labels the control matrices in the reports.
@@ -196,4 +220,77 @@ fn csv_field(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// Reads a `metrics.csv` written by [`write_metrics_csv`] back into rows (for `compare`).
+pub fn read_metrics_csv(path: impl AsRef<Path>) -> Result<Vec<SweepRow>> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| ProbeError::io(path, e))?;
+    let bad = |line: usize, why: String| ProbeError::InvalidOption {
+        name: "metrics.csv",
+        reason: format!("{}: line {line}: {why}", path.display()),
+    };
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(h) if h.trim() == CSV_HEADER => {}
+        other => return Err(bad(1, format!("unexpected header {other:?}"))),
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let f = split_csv(line);
+        if f.len() != 16 {
+            return Err(bad(i + 2, format!("{} fields, expected 16", f.len())));
+        }
+        let num = |j: usize| -> Result<f64> {
+            f[j].parse::<f64>()
+                .map_err(|e| bad(i + 2, format!("field {j} {:?}: {e}", f[j])))
+        };
+        let int = |j: usize| -> Result<usize> {
+            f[j].parse::<usize>()
+                .map_err(|e| bad(i + 2, format!("field {j} {:?}: {e}", f[j])))
+        };
+        rows.push(SweepRow {
+            site: f[0].clone(),
+            layer: int(1)?,
+            position: f[2].clone(),
+            family: Family::parse(&f[3])?,
+            auroc: num(4)?,
+            auroc_lo: num(5)?,
+            auroc_hi: num(6)?,
+            accuracy: num(7)?,
+            balanced_accuracy: num(8)?,
+            recall_at_fpr: num(9)?,
+            fpr: num(10)?,
+            threshold_source: f[11].clone(),
+            l2: if f[12].is_empty() {
+                None
+            } else {
+                Some(num(12)?)
+            },
+            n_rows: int(13)?,
+            n_groups: int(14)?,
+        });
+    }
+    Ok(rows)
+}
+
+/// Splits one CSV line, honouring double quotes.
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
 }

@@ -3,7 +3,7 @@
 use tell_probe::synthetic::{generate, SynthSpec};
 use tell_probe::{
     train, training_hash, CvOptions, Family, FitOptions, Matrix, ProbeArtifact, ProbeError,
-    ProbeMeta,
+    Provenance,
 };
 
 #[test]
@@ -34,26 +34,22 @@ fn save_load_apply_roundtrip() {
             &cv,
         )
         .unwrap();
-        let meta = ProbeMeta {
-            site: "blocks.3.hook_resid_post".into(),
+        let prov = Provenance {
+            site: "blocks.3.hook_resid_post",
             layer: 3,
-            position: "last".into(),
-            family,
-            threshold: r.threshold,
-            fpr: cv.fpr,
-            threshold_source: r.cv.pooled.threshold_source.clone(),
-            label_definition: "label=deep".into(),
-            training_data_hash: training_hash(&s.x, 16, &s.labels, &s.groups),
-            n_features: 16,
-            l2: r.probe.l2,
-            shrinkage: r.probe.shrinkage,
-            metrics: serde_json::to_value(&r.cv.pooled).unwrap(),
-            tool_version: env!("CARGO_PKG_VERSION").into(),
+            position: "last",
+            label_definition: "label=deep",
         };
-        let art = ProbeArtifact {
-            probe: r.probe.clone(),
-            meta,
-        };
+        let art = ProbeArtifact::from_report(&r, &prov, &x, &s.labels, &s.groups);
+        assert_eq!(art.meta.threshold, r.threshold);
+        assert_eq!(
+            art.meta.training_data_hash,
+            training_hash(&s.x, 16, &s.labels, &s.groups)
+        );
+        assert_eq!(
+            art.meta.metrics["auroc"].as_f64().unwrap(),
+            r.cv.pooled.auroc
+        );
         let dir = std::env::temp_dir().join(format!(
             "tell-probe-art-{}-{}",
             std::process::id(),

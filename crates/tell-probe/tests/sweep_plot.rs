@@ -2,8 +2,8 @@
 
 use tell_probe::synthetic::{generate, SynthSpec};
 use tell_probe::{
-    sweep, write_layer_plots, write_metrics_csv, CvOptions, Family, FitOptions, Matrix, SweepInput,
-    L2,
+    rank, read_metrics_csv, sweep, write_layer_plots, write_metrics_csv, CvOptions, Family,
+    FitOptions, Matrix, SweepInput, L2,
 };
 
 #[test]
@@ -90,6 +90,13 @@ fn sweep_finds_the_informative_layer_and_writes_outputs() {
     assert_eq!(lines.len(), 19);
     assert!(lines[0].starts_with("site,layer,position,family,auroc"));
     assert_eq!(lines.iter().filter(|l| l.ends_with(",1")).count(), 1);
+    // Read back for `compare`: same rows (to the 6 decimals written), best first.
+    let back = read_metrics_csv(dir.join("metrics.csv")).unwrap();
+    assert_eq!(back.len(), 18);
+    let ranked = rank(&back);
+    assert_eq!(ranked[0].layer, 3);
+    assert!((ranked[0].auroc - res.best_row().auroc).abs() < 1e-6);
+    assert!(ranked.windows(2).all(|w| w[0].auroc >= w[1].auroc));
     write_layer_plots(
         &res,
         "synthetic sweep",
