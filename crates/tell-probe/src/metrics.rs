@@ -119,9 +119,40 @@ pub struct Interval {
     pub hi: f64,
 }
 
+/// AUROC of a weighted sample (integer weights = multiplicities) given the ascending sort order
+/// of the scores; equals [`auroc`] on the sample with each row repeated `weight` times.
+fn weighted_auroc_sorted(order: &[usize], scores: &[f64], labels: &[bool], w: &[u32]) -> f64 {
+    let (mut neg_below, mut num, mut tot_p, mut tot_n) = (0u64, 0u64, 0u64, 0u64);
+    let mut i = 0;
+    while i < order.len() {
+        let (mut p, mut q) = (0u64, 0u64);
+        let mut j = i;
+        while j < order.len() && scores[order[j]] == scores[order[i]] {
+            let k = order[j];
+            if labels[k] {
+                p += w[k] as u64;
+            } else {
+                q += w[k] as u64;
+            }
+            j += 1;
+        }
+        // Doubled: each positive beats the negatives below and ties half of those level with it.
+        num += p * (2 * neg_below + q);
+        neg_below += q;
+        tot_p += p;
+        tot_n += q;
+        i = j;
+    }
+    if tot_p == 0 || tot_n == 0 {
+        return f64::NAN;
+    }
+    num as f64 / (2.0 * tot_p as f64 * tot_n as f64)
+}
+
 /// Percentile bootstrap interval for the mean AUROC over several score vectors of the same rows
 /// (one per CV seed), resampling whole groups (cluster bootstrap) so near-duplicates of one
-/// query move together. Resamples with one class are redrawn.
+/// query move together. Resamples with one class are redrawn. Each resample is a weight vector
+/// over presorted scores, so it costs O(rows), not a sort.
 pub fn bootstrap_auroc(
     score_sets: &[Vec<f64>],
     labels: &[bool],
@@ -142,35 +173,45 @@ pub fn bootstrap_auroc(
             rows: labels.len(),
         });
     }
+    if score_sets
+        .iter()
+        .any(|s| s.len() != labels.len() || s.iter().any(|v| v.is_nan()))
+    {
+        return Err(ProbeError::InvalidOption {
+            name: "bootstrap",
+            reason: "score vectors must be complete (no NaN) and match the labels".into(),
+        });
+    }
     let (dense, n_groups) = crate::data::dense_groups(groups);
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_groups];
     for (i, &g) in dense.iter().enumerate() {
         members[g as usize].push(i);
     }
+    let orders: Vec<Vec<usize>> = score_sets
+        .iter()
+        .map(|s| {
+            let mut o: Vec<usize> = (0..s.len()).collect();
+            o.sort_unstable_by(|&a, &b| s[a].total_cmp(&s[b]));
+            o
+        })
+        .collect();
     let mut rng = Rng::new(seed);
     let mut stats = Vec::with_capacity(n_boot);
-    let mut rows = Vec::with_capacity(labels.len());
+    let mut w = vec![0u32; labels.len()];
     let mut tries = 0;
     while stats.len() < n_boot && tries < n_boot * 20 {
         tries += 1;
-        rows.clear();
+        w.iter_mut().for_each(|v| *v = 0);
         for _ in 0..members.len() {
-            rows.extend_from_slice(&members[rng.below(members.len())]);
-        }
-        let l: Vec<bool> = rows.iter().map(|&i| labels[i]).collect();
-        let mut acc = 0.0;
-        let mut ok = true;
-        for s in score_sets {
-            let sc: Vec<f64> = rows.iter().map(|&i| s[i]).collect();
-            match auroc(&sc, &l) {
-                Ok(a) => acc += a,
-                Err(_) => {
-                    ok = false;
-                    break;
-                }
+            for &i in &members[rng.below(members.len())] {
+                w[i] += 1;
             }
         }
-        if ok {
+        let mut acc = 0.0;
+        for (s, o) in score_sets.iter().zip(&orders) {
+            acc += weighted_auroc_sorted(o, s, labels, &w);
+        }
+        if acc.is_finite() {
             stats.push(acc / score_sets.len() as f64);
         }
     }
@@ -192,4 +233,29 @@ pub fn bootstrap_auroc(
         lo: q(alpha),
         hi: q(1.0 - alpha),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_auroc_equals_auroc_of_repeated_rows() {
+        let mut rng = Rng::new(4);
+        let n = 60;
+        let s: Vec<f64> = (0..n).map(|_| rng.below(7) as f64).collect();
+        let y: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
+        let w: Vec<u32> = (0..n).map(|_| rng.below(4) as u32).collect();
+        let mut o: Vec<usize> = (0..n).collect();
+        o.sort_unstable_by(|&a, &b| s[a].total_cmp(&s[b]));
+        let (mut rs, mut ry) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            for _ in 0..w[i] {
+                rs.push(s[i]);
+                ry.push(y[i]);
+            }
+        }
+        let want = auroc(&rs, &ry).unwrap();
+        assert!((weighted_auroc_sorted(&o, &s, &y, &w) - want).abs() < 1e-15);
+    }
 }

@@ -95,6 +95,10 @@ fn logistic_weights_match_sklearn_lbfgs() {
         };
         let f = fit_logistic(&xs, c.d, &c.ytr, c.lambda, &opts, None).unwrap();
         let cos = cosine(&f.w, &c.coef);
+        eprintln!(
+            "{}: cosine with sklearn {cos:.9}, iterations {}",
+            c.name, f.iterations
+        );
         assert!(cos >= 0.999, "{}: cosine {cos}", c.name);
         // The norms agree too, which checks the C <-> lambda convention, not just the direction.
         let ratio = f.w.iter().map(|v| v * v).sum::<f64>().sqrt()
@@ -116,6 +120,7 @@ fn logistic_probe_test_auroc_matches_sklearn() {
         let probe = fit(&x, &c.ytr, &groups, &opts).unwrap();
         let xt = Matrix::new(&c.xte, c.yte.len(), c.d).unwrap();
         let a = auroc(&probe.apply(&xt).unwrap(), &c.yte).unwrap();
+        eprintln!("{}: test AUROC {a:.6}, sklearn {:.6}", c.name, c.test_auroc);
         assert!(
             (a - c.test_auroc).abs() <= 0.002,
             "{}: {a} vs sklearn {}",
