@@ -18,17 +18,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the main job on the checkpoint shipped in the repository (offline, no flags needed).
+    Demo(cmd::demo::Args),
     /// Describe a model checkpoint: architecture, parameters, dtypes, shards, tokenizer.
     Inspect(cmd::inspect::Args),
     /// Run a model on token ids and print the next-token prediction (a smoke test of a checkpoint).
     Forward(cmd::forward::Args),
+    /// Experiment suites: `tell suite render SUITE --out prompts.jsonl`.
+    Suite(cmd::suite::Args),
+    /// Classify responses as complied / refused / unclear and write scores.csv.
+    Score(cmd::score::Args),
+    /// Statistics: Fisher's exact test on two counts, or the behavior table of a scores file.
+    Stats(cmd::stats::Args),
+    /// Per-query faking labels (shallow / deep) across conditions, from scores.csv.
+    Labels(cmd::labels::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Forward(args) => cmd::forward::run(args),
+        Command::Suite(args) => cmd::suite::run(args),
+        Command::Score(args) => cmd::score::run(args),
+        Command::Stats(args) => cmd::stats::run(args),
+        Command::Labels(args) => cmd::labels::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

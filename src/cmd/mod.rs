@@ -1,4 +1,9 @@
 //! One module per subcommand: arguments and the calls they make.
 
+pub mod demo;
 pub mod forward;
 pub mod inspect;
+pub mod labels;
+pub mod score;
+pub mod stats;
+pub mod suite;

@@ -12,6 +12,8 @@ pub mod rope;
 pub mod site;
 pub mod weights;
 
+/// The burn version the model is built on, for callers that handle its tensors.
+pub use burn;
 pub use batch::Batch;
 pub use config::{LlamaConfig, RopeScaling};
 pub use error::{Error, Result};

@@ -30,6 +30,7 @@ pub enum Logits {
 }
 
 /// Values captured during a forward pass, each `[batch, seq, width]` (left-padded like the batch).
+#[derive(Debug)]
 pub struct Captures<B: Backend> {
     values: BTreeMap<Site, Tensor<B, 3>>,
 }
@@ -52,6 +53,7 @@ impl<B: Backend> Captures<B> {
 }
 
 /// What a forward pass returns.
+#[derive(Debug)]
 pub struct Output<B: Backend> {
     /// Logits as requested by [`Logits`].
     pub logits: Option<Tensor<B, 3>>,
