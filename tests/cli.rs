@@ -104,6 +104,9 @@ fn demo_runs_offline_on_the_shipped_checkpoint() {
     let out = tell(&["demo"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("batch of 3 prompts (lengths [9, 4, 13])"), "{text}");
+    assert!(
+        text.contains("batch of 3 prompts (lengths [9, 4, 13])"),
+        "{text}"
+    );
     assert!(text.contains("blocks.2.hook_resid_post"), "{text}");
 }

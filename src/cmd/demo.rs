@@ -42,7 +42,11 @@ pub fn run(args: Args) -> Result<()> {
     let prompts: Vec<Vec<u32>> = [9usize, 4, 13]
         .iter()
         .enumerate()
-        .map(|(i, &n)| (0..n as u32).map(|t| (t * 17 + i as u32 * 5 + 3) % vocab).collect())
+        .map(|(i, &n)| {
+            (0..n as u32)
+                .map(|t| (t * 17 + i as u32 * 5 + 3) % vocab)
+                .collect()
+        })
         .collect();
     let sites: Vec<Site> = (0..info.layers).map(Site::resid_post).collect();
     let batch = Batch::left_padded(&prompts, 0)?;
@@ -56,27 +60,60 @@ pub fn run(args: Args) -> Result<()> {
     println!("prompt  site                      |last token|  max |batch - alone|");
     let width = info.hidden_size;
     for (b, prompt) in prompts.iter().enumerate() {
-        let alone = model.forward(&Batch::left_padded(std::slice::from_ref(prompt), 0)?, &sites, Logits::None)?;
+        let alone = model.forward(
+            &Batch::left_padded(std::slice::from_ref(prompt), 0)?,
+            &sites,
+            Logits::None,
+        )?;
         for site in &sites {
-            let got = rows(together.captures.get(site).context("captured")?, b, batch.seq, width)?;
-            let want = rows(alone.captures.get(site).context("captured")?, 0, prompt.len(), width)?;
+            let got = rows(
+                together.captures.get(site).context("captured")?,
+                b,
+                batch.seq,
+                width,
+            )?;
+            let want = rows(
+                alone.captures.get(site).context("captured")?,
+                0,
+                prompt.len(),
+                width,
+            )?;
             let start = (batch.start(b)) * width;
             let got = &got[start..];
-            let diff = got.iter().zip(&want).fold(0f32, |m, (a, w)| m.max((a - w).abs()));
+            let diff = got
+                .iter()
+                .zip(&want)
+                .fold(0f32, |m, (a, w)| m.max((a - w).abs()));
             let last = &got[got.len() - width..];
             let norm = last.iter().map(|v| v * v).sum::<f32>().sqrt();
             println!("{b:>6}  {site:<24}  {norm:>10.4}  {diff:.2e}");
         }
     }
-    let logits = together.logits.context("logits")?.into_data().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let logits = together
+        .logits
+        .context("logits")?
+        .into_data()
+        .to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     for (b, row) in logits.chunks(info.vocab_size).enumerate() {
-        let (tok, _) = row.iter().enumerate().fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m });
+        let (tok, _) = row
+            .iter()
+            .enumerate()
+            .fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m });
         println!("prompt {b}: next token {tok}");
     }
     Ok(())
 }
 
-fn rows(t: &tell_llama::burn::tensor::Tensor<CpuBackend, 3>, b: usize, seq: usize, width: usize) -> Result<Vec<f32>> {
-    let all = t.to_data().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+fn rows(
+    t: &tell_llama::burn::tensor::Tensor<CpuBackend, 3>,
+    b: usize,
+    seq: usize,
+    width: usize,
+) -> Result<Vec<f32>> {
+    let all = t
+        .to_data()
+        .to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(all[b * seq * width..(b + 1) * seq * width].to_vec())
 }

@@ -50,7 +50,10 @@ fn run<B: Backend>(dir: &PathBuf, batch: usize, seq: usize, reps: usize, logits:
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let dir = PathBuf::from(args.get(1).expect("usage: prefill_bench DIR [backend] [batch] [seq] [reps] [logits]"));
+    let dir = PathBuf::from(
+        args.get(1)
+            .expect("usage: prefill_bench DIR [backend] [batch] [seq] [reps] [logits]"),
+    );
     let backend = args.get(2).map(String::as_str).unwrap_or("ndarray");
     let num = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let (batch, seq, reps) = (num(3, 8), num(4, 128), num(5, 3));

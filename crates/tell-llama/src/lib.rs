@@ -12,9 +12,9 @@ pub mod rope;
 pub mod site;
 pub mod weights;
 
+pub use batch::Batch;
 /// The burn version the model is built on, for callers that handle its tensors.
 pub use burn;
-pub use batch::Batch;
 pub use config::{LlamaConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use inspect::ModelInfo;

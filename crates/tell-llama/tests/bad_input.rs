@@ -67,7 +67,10 @@ fn unsupported_rope_type() {
         );
     });
     let err = load_err(dir.path());
-    assert!(err.contains("unsupported config: rope scaling type `yarn`"), "{err}");
+    assert!(
+        err.contains("unsupported config: rope scaling type `yarn`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -160,7 +163,12 @@ fn rewrite_tensor(dir: &Path, name: &str, edit: impl Fn(Vec<usize>) -> Option<Ve
     }
     let views: Vec<(String, TensorView)> = owned
         .iter()
-        .map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap()))
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), d).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &path).unwrap();
 }
@@ -207,7 +215,10 @@ fn integer_tensor_is_refused() {
             } else {
                 v.dtype()
             };
-            (n, TensorView::new(dtype, v.shape().to_vec(), v.data()).unwrap())
+            (
+                n,
+                TensorView::new(dtype, v.shape().to_vec(), v.data()).unwrap(),
+            )
         })
         .collect();
     let out = dir.path().join("model.new");
@@ -236,8 +247,7 @@ fn sharded_index_that_lies() {
     let dir = copy_of("sharded");
     let path = dir.path().join("model.safetensors.index.json");
     let mut index: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    index["weight_map"]["model.layers.0.ghost.weight"] =
-        json!("model-00001-of-00009.safetensors");
+    index["weight_map"]["model.layers.0.ghost.weight"] = json!("model-00001-of-00009.safetensors");
     fs::write(&path, index.to_string()).unwrap();
     let err = load_err(dir.path());
     assert!(
@@ -247,7 +257,10 @@ fn sharded_index_that_lies() {
     );
     fs::write(&path, "{\"metadata\": {}}").unwrap();
     let err = load_err(dir.path());
-    assert!(err.contains("malformed weights index: no `weight_map`"), "{err}");
+    assert!(
+        err.contains("malformed weights index: no `weight_map`"),
+        "{err}"
+    );
 }
 
 #[test]
