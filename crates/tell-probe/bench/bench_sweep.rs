@@ -6,7 +6,9 @@
 use std::io::Write;
 use std::time::Instant;
 use tell_probe::synthetic::{generate, SynthSpec};
-use tell_probe::{grouped_kfold, sweep, CvOptions, Family, FitOptions, Matrix, SweepInput, L2};
+use tell_probe::{
+    grouped_kfold, sweep, Calibration, CvOptions, Family, FitOptions, Matrix, SweepInput, L2,
+};
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> T {
     args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
@@ -24,6 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let d: usize = arg(&args, 4, 4096);
     let l2_arg = args.get(5).cloned().unwrap_or("1e-2".into());
     let tol: f64 = arg(&args, 6, 1e-4);
+    // Optional: comma-separated families (default logreg) for timing the other probes.
+    let families: Vec<Family> = match args.get(7) {
+        Some(f) => f.split(',').map(Family::parse).collect::<Result<_, _>>()?,
+        None => vec![Family::Logreg],
+    };
     std::fs::create_dir_all(&out)?;
     // Signal peaks in the middle layers, as probing papers usually find.
     let t0 = Instant::now();
@@ -103,12 +110,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_iter: 1000,
         ..Default::default()
     };
-    let cv = CvOptions {
-        folds: 5,
-        seeds: vec![0],
-        fpr: 0.01,
-        n_bootstrap: 0,
-        ci_level: 0.95,
+    // TELL_BENCH_FULL=1: the CLI defaults (3 seeds, 1000 group-bootstrap resamples).
+    let cv = if std::env::var("TELL_BENCH_FULL").is_ok() {
+        CvOptions::default()
+    } else {
+        CvOptions {
+            folds: 5,
+            seeds: vec![0],
+            fpr: 0.01,
+            n_bootstrap: 0,
+            ci_level: 0.95,
+            // scikit-learn does no threshold calibration either: identical work.
+            calibration: Calibration::Skip,
+        }
     };
     let inputs: Vec<SweepInput> = data
         .iter()
@@ -122,15 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let t = Instant::now();
-    let res = sweep(
-        &inputs,
-        &labels,
-        &groups,
-        &[Family::Logreg],
-        &fit,
-        &cv,
-        "none",
-    )?;
+    let res = sweep(&inputs, &labels, &groups, &families, &fit, &cv, "none")?;
     let secs = t.elapsed().as_secs_f64();
     let aurocs: Vec<f64> = res.rows.iter().map(|r| r.auroc).collect();
     let json = serde_json::json!({
@@ -139,6 +145,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "threads": rayon::current_num_threads(), "best_layer": res.best_row().layer,
     });
     std::fs::write(out.join("rust.json"), serde_json::to_string_pretty(&json)?)?;
+    for r in &res.rows {
+        eprintln!(
+            "layer {:2} {:8} AUROC {:.4} [{:.4}, {:.4}] recall@1% {:.3}",
+            r.layer,
+            r.family.name(),
+            r.auroc,
+            r.auroc_lo,
+            r.auroc_hi,
+            r.recall_at_fpr
+        );
+    }
     println!(
         "tell-probe: {layers} layers in {secs:.2}s, best layer {}",
         res.best_row().layer

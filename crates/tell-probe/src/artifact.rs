@@ -30,7 +30,7 @@ pub struct ProbeMeta {
     pub threshold: f64,
     /// That target rate.
     pub fpr: f64,
-    /// Where the threshold was set (`control:<name>` or `train-negatives`).
+    /// Where the threshold was set (`control:<name>`, `heldout-negatives` or `none`).
     pub threshold_source: String,
     /// What a positive label means, e.g. `label=deep` from `labels.csv`.
     pub label_definition: String,

@@ -25,6 +25,20 @@ pub struct CvOptions {
     pub n_bootstrap: usize,
     /// Interval level (0.95 for a 95% interval).
     pub ci_level: f64,
+    /// How to set the recall@FPR threshold when no control set is given.
+    pub calibration: Calibration,
+}
+
+/// Threshold source without a control set. Scores of the probe's own training negatives are
+/// useless for this (an overfit probe pushes them far below the boundary, so "1% FPR" on them
+/// passes far more unseen negatives), hence a held-out slice.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Calibration {
+    /// Hold out a group-disjoint fifth of the training rows, fit the recall probe on the rest and
+    /// set the threshold on the held-out negatives (one extra fit per fold).
+    HeldOut,
+    /// Do not report recall@FPR without a control set (threshold and recall are NaN).
+    Skip,
 }
 
 impl Default for CvOptions {
@@ -35,6 +49,7 @@ impl Default for CvOptions {
             fpr: 0.01,
             n_bootstrap: 1000,
             ci_level: 0.95,
+            calibration: Calibration::HeldOut,
         }
     }
 }
@@ -88,7 +103,7 @@ pub struct Summary {
     pub recall_at_fpr: f64,
     /// Target false-positive rate.
     pub fpr: f64,
-    /// Where thresholds came from: `control:<name>` or `train-negatives`.
+    /// Where thresholds came from: `control:<name>`, `heldout-negatives` or `none`.
     pub threshold_source: String,
     /// Rows scored.
     pub n_rows: usize,
@@ -109,14 +124,15 @@ pub struct CvReport {
     pub oof_scores: Vec<Vec<f64>>,
 }
 
-/// Result of [`train`]: the evaluation plus the probe fitted on all rows.
+/// Result of [`train`]: the evaluation plus the final probe (fitted on all rows when a control
+/// set is given, else on 4/5 of the groups with the threshold set on the rest).
 #[derive(Clone, Debug)]
 pub struct ProbeReport {
     /// Cross-validated metrics.
     pub cv: CvReport,
-    /// Probe fitted on all rows.
+    /// Final probe.
     pub probe: Probe,
-    /// Recall@FPR threshold of the final probe (on the control set, or training negatives).
+    /// Its recall@FPR threshold (NaN with `Calibration::Skip` and no control set).
     pub threshold: f64,
 }
 
@@ -143,32 +159,61 @@ pub(crate) fn validate(x: &Matrix, labels: &[bool], groups: &[u32], cv: &CvOptio
     Ok(())
 }
 
-/// Threshold for recall@FPR: on the control set if given, else on the training negatives.
-fn calibrate(
+/// Seed of the group-disjoint calibration slice (fixed, so results are reproducible).
+const CALIBRATION_SEED: u64 = 0xca1;
+
+/// The probe that recall@FPR is measured with and its threshold.
+///
+/// With a control set: the given probe, threshold on its control scores. Without one: see
+/// [`Calibration`]; `HeldOut` returns a probe fitted on 4/5 of the training groups, thresholded
+/// on the negatives of the other fifth. `None` when skipped.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn calibrated(
     probe: &Probe,
     x: &Matrix,
     train: &[usize],
     labels: &[bool],
+    groups: &[u32],
     control: Option<&Control>,
-    fpr: f64,
-) -> Result<f64> {
-    let scores = match control {
-        Some(c) => {
-            let rows: Vec<usize> = (0..c.matrix.n_rows()).collect();
-            probe.score_rows(&c.matrix, &rows)?
-        }
-        None => {
-            let neg: Vec<usize> = train.iter().copied().filter(|&r| !labels[r]).collect();
-            probe.score_rows(x, &neg)?
-        }
-    };
-    threshold_at_fpr(&scores, fpr)
+    fit: &FitOptions,
+    cv: &CvOptions,
+) -> Result<Option<(Probe, f64)>> {
+    if let Some(c) = control {
+        let rows: Vec<usize> = (0..c.matrix.n_rows()).collect();
+        let thr = threshold_at_fpr(&probe.score_rows(&c.matrix, &rows)?, cv.fpr)?;
+        return Ok(Some((probe.clone(), thr)));
+    }
+    if cv.calibration == Calibration::Skip {
+        return Ok(None);
+    }
+    let y: Vec<bool> = train.iter().map(|&r| labels[r]).collect();
+    let g: Vec<u32> = train.iter().map(|&r| groups[r]).collect();
+    let split = grouped_kfold(&y, &g, 5, CALIBRATION_SEED)?;
+    let fit_rows_: Vec<usize> = split[0].train.iter().map(|&i| train[i]).collect();
+    let neg: Vec<usize> = split[0]
+        .test
+        .iter()
+        .map(|&i| train[i])
+        .filter(|&r| !labels[r])
+        .collect();
+    if neg.is_empty() {
+        return Err(ProbeError::OneClass {
+            n_pos: split[0].test.len(),
+            n_neg: 0,
+            context: "calibration slice (give a control set)".into(),
+        });
+    }
+    let p = fit_rows(x, &fit_rows_, labels, groups, fit)?;
+    let thr = threshold_at_fpr(&p.score_rows(x, &neg)?, cv.fpr)?;
+    Ok(Some((p, thr)))
 }
 
-fn source_name(control: Option<&Control>) -> String {
-    control.map_or("train-negatives".to_string(), |c| {
-        format!("control:{}", c.name)
-    })
+fn source_name(control: Option<&Control>, cal: Calibration) -> String {
+    match (control, cal) {
+        (Some(c), _) => format!("control:{}", c.name),
+        (None, Calibration::HeldOut) => "heldout-negatives".to_string(),
+        (None, Calibration::Skip) => "none".to_string(),
+    }
 }
 
 /// Grouped k-fold evaluation of one family on all rows.
@@ -226,10 +271,21 @@ pub(crate) fn run_cv(
         .par_iter()
         .map(|(si, seed, fi, train, test)| {
             let probe = fit_rows(x, train, labels, groups, fit)?;
-            let thr = calibrate(&probe, x, train, labels, control, cv.fpr)?;
             let s = probe.score_rows(x, test)?;
             let y: Vec<bool> = test.iter().map(|&r| labels[r]).collect();
-            let tp = s.iter().zip(&y).filter(|(&v, &l)| l && v > thr).count();
+            let (recall, thr, tp) =
+                match calibrated(&probe, x, train, labels, groups, control, fit, cv)? {
+                    Some((p, thr)) => {
+                        let rs = if control.is_some() {
+                            s.clone()
+                        } else {
+                            p.score_rows(x, test)?
+                        };
+                        let tp = rs.iter().zip(&y).filter(|(&v, &l)| l && v > thr).count();
+                        (recall_above(&rs, &y, thr), thr, tp)
+                    }
+                    None => (f64::NAN, f64::NAN, 0),
+                };
             let m = FoldMetrics {
                 seed: *seed,
                 fold: *fi,
@@ -238,7 +294,7 @@ pub(crate) fn run_cv(
                 auroc: auroc(&s, &y).unwrap_or(f64::NAN),
                 accuracy: accuracy(&s, &y, 0.0),
                 balanced_accuracy: balanced_accuracy(&s, &y, 0.0),
-                recall_at_fpr: recall_above(&s, &y, thr),
+                recall_at_fpr: recall,
                 threshold: thr,
                 l2: probe.l2,
             };
@@ -291,7 +347,7 @@ pub(crate) fn run_cv(
             balanced_accuracy: bacc,
             recall_at_fpr: recall,
             fpr: cv.fpr,
-            threshold_source: source_name(control),
+            threshold_source: source_name(control, cv.calibration),
             n_rows: rows.len(),
             n_pos,
             n_groups: distinct.len(),
@@ -311,8 +367,13 @@ pub fn train(
 ) -> Result<ProbeReport> {
     let report = cross_validate(x, labels, groups, control, fit, cv)?;
     let rows: Vec<usize> = (0..x.n_rows()).collect();
-    let probe = fit_rows(x, &rows, labels, groups, fit)?;
-    let threshold = calibrate(&probe, x, &rows, labels, control, cv.fpr)?;
+    let full = fit_rows(x, &rows, labels, groups, fit)?;
+    // Without a control set the saved probe is the held-out-calibrated one (fitted on 4/5 of
+    // the groups), so that its threshold belongs to it.
+    let (probe, threshold) = match calibrated(&full, x, &rows, labels, groups, control, fit, cv)? {
+        Some((p, t)) => (p, t),
+        None => (full, f64::NAN),
+    };
     Ok(ProbeReport {
         cv: report,
         probe,

@@ -32,7 +32,8 @@ pub mod transfer;
 
 pub use artifact::{training_hash, ProbeArtifact, ProbeMeta, Provenance};
 pub use cv::{
-    cross_validate, train, Control, CvOptions, CvReport, FoldMetrics, ProbeReport, Summary,
+    cross_validate, train, Calibration, Control, CvOptions, CvReport, FoldMetrics, ProbeReport,
+    Summary,
 };
 pub use data::{group_ids, labels_from_options, Matrix};
 pub use error::{ProbeError, Result};
