@@ -203,7 +203,15 @@ pub(crate) fn calibrated(
             context: "calibration slice (give a control set)".into(),
         });
     }
-    let p = fit_rows(x, &fit_rows_, labels, groups, fit)?;
+    // Reuse the L2 strength already chosen for this fold instead of a second inner search.
+    let opts = match probe.l2 {
+        Some(l2) => FitOptions {
+            l2: crate::probe::L2::Fixed(l2),
+            ..fit.clone()
+        },
+        None => fit.clone(),
+    };
+    let p = fit_rows(x, &fit_rows_, labels, groups, &opts)?;
     let thr = threshold_at_fpr(&p.score_rows(x, &neg)?, cv.fpr)?;
     Ok(Some((p, thr)))
 }
