@@ -13,6 +13,8 @@
 //! Orientation: GGUF lists dims innermost first (`dims[0]` is the row length), so a GGUF
 //! `[in, out]` matrix is the HF `[out, in]` matrix; the bytes are the same row-major data.
 
+#![warn(missing_docs)]
+
 mod dequant;
 mod error;
 mod file;
