@@ -337,11 +337,16 @@ pub(crate) fn run_cv(
         acc += accuracy(s, &y, 0.0) / k;
         bacc += balanced_accuracy(s, &y, 0.0) / k;
     }
-    let recall = tp_per_seed
-        .iter()
-        .map(|&t| t as f64 / n_pos as f64)
-        .sum::<f64>()
-        / k;
+    let skipped = control.is_none() && cv.calibration == Calibration::Skip;
+    let recall = if skipped {
+        f64::NAN
+    } else {
+        tp_per_seed
+            .iter()
+            .map(|&t| t as f64 / n_pos as f64)
+            .sum::<f64>()
+            / k
+    };
     let auroc_ci = bootstrap_auroc(&sets, &y, &g, cv.n_bootstrap, cv.ci_level, 0xb007)?;
     let mut distinct = g.clone();
     distinct.sort_unstable();
