@@ -160,3 +160,14 @@ pub fn dense_groups(groups: &[u32]) -> (Vec<u32>, usize) {
         .collect();
     (ids, map.len())
 }
+
+/// Fails if any row index is outside `0..n_rows`.
+pub fn check_rows(rows: &[usize], n_rows: usize) -> Result<()> {
+    match rows.iter().find(|&&r| r >= n_rows) {
+        Some(&r) => Err(ProbeError::InvalidOption {
+            name: "rows",
+            reason: format!("row index {r} out of range for {n_rows} rows"),
+        }),
+        None => Ok(()),
+    }
+}

@@ -150,6 +150,7 @@ impl Probe {
                 data: x.n_cols(),
             });
         }
+        crate::data::check_rows(rows, x.n_rows())?;
         let d = x.n_cols();
         let mut out = Vec::with_capacity(rows.len());
         // Work in blocks so the standardised copy stays small.
@@ -172,6 +173,14 @@ pub fn fit_rows(
     groups: &[u32],
     opts: &FitOptions,
 ) -> Result<Probe> {
+    crate::data::check_rows(rows, x.n_rows())?;
+    if labels.len() != x.n_rows() {
+        return Err(ProbeError::LabelCount {
+            labels: labels.len(),
+            rows: x.n_rows(),
+        });
+    }
+    crate::data::check_groups(groups, x.n_rows())?;
     let y: Vec<bool> = rows.iter().map(|&r| labels[r]).collect();
     check_labels(&y, rows.len(), "training rows")?;
     let d = x.n_cols();

@@ -1,5 +1,6 @@
 //! Acceptance: bad input gives a typed error naming the cause, never a panic.
 
+use tell_probe::probe::fit_rows;
 use tell_probe::{
     cross_validate, fit, labels_from_options, CvOptions, FitOptions, Matrix, ProbeError,
 };
@@ -135,4 +136,23 @@ fn shape_and_group_errors() {
             rows: 20
         }
     ));
+}
+
+#[test]
+fn row_indices_out_of_range() {
+    let (x, y, g) = data();
+    let m = Matrix::new(&x, 20, 3).unwrap();
+    let err = fit_rows(&m, &[0, 1, 25], &y, &g, &FitOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("row index 25 out of range"),
+        "{err}"
+    );
+    let p = fit(
+        &m,
+        &y,
+        &g,
+        &FitOptions::for_family(tell_probe::Family::Diffmean),
+    )
+    .unwrap();
+    assert!(p.score_rows(&m, &[3, 20]).is_err());
 }
