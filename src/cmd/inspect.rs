@@ -17,7 +17,7 @@ pub struct Args {
 
 /// Prints the summary of a model.
 pub fn run(args: Args) -> Result<()> {
-    let info = ModelInfo::of_dir(&args.model)?;
+    let info = ModelInfo::of(&args.model)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
@@ -29,6 +29,7 @@ pub fn run(args: Args) -> Result<()> {
         .collect();
     let rows = [
         ("model", info.path.display().to_string()),
+        ("format", format!("{:?}", info.format).to_lowercase()),
         ("architecture", info.architecture.clone()),
         ("layers", info.layers.to_string()),
         ("hidden size", info.hidden_size.to_string()),

@@ -5,7 +5,7 @@ use burn::tensor::{activation, backend::Backend, Tensor, TensorData};
 use crate::config::LlamaConfig;
 use crate::error::Result;
 use crate::rope;
-use crate::weights::Weights;
+use crate::weights::{load_tensor, TensorSource};
 
 /// Root-mean-square layer norm with a learned scale.
 #[derive(Debug, Clone)]
@@ -16,9 +16,14 @@ pub struct RmsNorm<B: Backend> {
 
 impl<B: Backend> RmsNorm<B> {
     /// Loads `{prefix}.weight`.
-    pub fn load(w: &Weights, prefix: &str, cfg: &LlamaConfig, device: &B::Device) -> Result<Self> {
+    pub fn load(
+        w: &dyn TensorSource,
+        prefix: &str,
+        cfg: &LlamaConfig,
+        device: &B::Device,
+    ) -> Result<Self> {
         Ok(Self {
-            weight: w.tensor(&format!("{prefix}.weight"), [cfg.hidden_size], device)?,
+            weight: load_tensor(w, &format!("{prefix}.weight"), [cfg.hidden_size], device)?,
             eps: cfg.rms_norm_eps,
         })
     }
@@ -42,7 +47,7 @@ impl<B: Backend> Linear<B> {
     /// Loads HF `[out, in]` weights named `names`, transposes them and stacks them along the
     /// output dimension, so that q/k/v (or gate/up) become one matrix product.
     pub fn load_fused(
-        w: &Weights,
+        w: &dyn TensorSource,
         names: &[(String, usize)],
         d_in: usize,
         device: &B::Device,
@@ -91,7 +96,12 @@ pub struct Attention<B: Backend> {
 
 impl<B: Backend> Attention<B> {
     /// Loads `{prefix}.{q,k,v,o}_proj.weight`.
-    pub fn load(w: &Weights, prefix: &str, cfg: &LlamaConfig, device: &B::Device) -> Result<Self> {
+    pub fn load(
+        w: &dyn TensorSource,
+        prefix: &str,
+        cfg: &LlamaConfig,
+        device: &B::Device,
+    ) -> Result<Self> {
         let q = cfg.num_heads * cfg.head_dim;
         let kv = cfg.num_kv_heads * cfg.head_dim;
         let d = cfg.hidden_size;
@@ -165,7 +175,12 @@ pub struct Mlp<B: Backend> {
 
 impl<B: Backend> Mlp<B> {
     /// Loads `{prefix}.{gate,up,down}_proj.weight`.
-    pub fn load(w: &Weights, prefix: &str, cfg: &LlamaConfig, device: &B::Device) -> Result<Self> {
+    pub fn load(
+        w: &dyn TensorSource,
+        prefix: &str,
+        cfg: &LlamaConfig,
+        device: &B::Device,
+    ) -> Result<Self> {
         let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
         let gate_up = Linear::load_fused(
             w,
@@ -214,7 +229,12 @@ pub struct Block<B: Backend> {
 
 impl<B: Backend> Block<B> {
     /// Loads `model.layers.{layer}.*`.
-    pub fn load(w: &Weights, layer: usize, cfg: &LlamaConfig, device: &B::Device) -> Result<Self> {
+    pub fn load(
+        w: &dyn TensorSource,
+        layer: usize,
+        cfg: &LlamaConfig,
+        device: &B::Device,
+    ) -> Result<Self> {
         let p = format!("model.layers.{layer}");
         Ok(Self {
             input_norm: RmsNorm::load(w, &format!("{p}.input_layernorm"), cfg, device)?,

@@ -43,6 +43,9 @@ pub enum Error {
     /// The directory holds no weights this loader knows.
     #[error("{path}: no model.safetensors or model.safetensors.index.json found")]
     NoWeights { path: PathBuf },
+    /// A GGUF file is corrupt, truncated or not a LLaMA model.
+    #[error("{path}: {reason}")]
+    Gguf { path: PathBuf, reason: String },
     /// A capture site name could not be parsed or is out of range.
     #[error("bad capture site `{site}`: {reason}")]
     Site { site: String, reason: String },

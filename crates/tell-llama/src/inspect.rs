@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::{LlamaConfig, RopeScaling};
+use crate::checkpoint::{Checkpoint, Format};
+use crate::config::RopeScaling;
 use crate::error::Result;
-use crate::weights::Weights;
 
 /// What `tell inspect` reports about a model.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
     pub path: PathBuf,
+    pub format: Format,
     pub architecture: String,
     pub layers: usize,
     pub hidden_size: usize,
@@ -37,25 +38,34 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    /// Reads `config.json`, the safetensors headers and the tokenizer files of `dir`.
-    pub fn of_dir(dir: &Path) -> Result<Self> {
-        let cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
-        let weights = Weights::open_dir(dir)?;
+    /// Reads the config, the tensor headers and the tokenizer files of a checkpoint (an HF
+    /// directory or a GGUF file) without loading its weights.
+    pub fn of(path: &Path) -> Result<Self> {
+        let checkpoint = Checkpoint::open(path)?;
+        let cfg = &checkpoint.config;
         let mut dtypes = BTreeMap::new();
         let mut stored = 0;
-        for name in weights.names() {
-            if let Some(meta) = weights.meta(name) {
-                let n: usize = meta.shape.iter().product();
-                stored += n;
-                *dtypes.entry(meta.dtype).or_insert(0) += n;
-            }
+        for (_, meta) in checkpoint.source().describe() {
+            let n: usize = meta.shape.iter().product();
+            stored += n;
+            *dtypes.entry(meta.dtype).or_insert(0) += n;
         }
-        let chat_template = dir.join("chat_template.jinja").is_file()
-            || std::fs::read_to_string(dir.join("tokenizer_config.json"))
-                .map(|t| t.contains("\"chat_template\""))
-                .unwrap_or(false);
+        let (tokenizer, chat_template) = match checkpoint.gguf() {
+            Some(g) => (
+                !g.tokenizer().tokens.is_empty(),
+                g.tokenizer().chat_template.is_some(),
+            ),
+            None => (
+                path.join("tokenizer.json").is_file(),
+                path.join("chat_template.jinja").is_file()
+                    || std::fs::read_to_string(path.join("tokenizer_config.json"))
+                        .map(|t| t.contains("\"chat_template\""))
+                        .unwrap_or(false),
+            ),
+        };
         Ok(Self {
-            path: dir.to_owned(),
+            path: path.to_owned(),
+            format: checkpoint.format,
             architecture: "llama".into(),
             layers: cfg.num_layers,
             hidden_size: cfg.hidden_size,
@@ -81,8 +91,8 @@ impl ModelInfo {
             parameters: cfg.num_parameters(),
             stored_parameters: stored,
             dtypes,
-            shards: weights.files().into_iter().map(Path::to_owned).collect(),
-            tokenizer: dir.join("tokenizer.json").is_file(),
+            shards: checkpoint.source().files(),
+            tokenizer,
             chat_template,
         })
     }

@@ -4,8 +4,10 @@
 
 pub mod batch;
 pub mod block;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod gguf;
 pub mod inspect;
 pub mod model;
 pub mod rope;
@@ -15,12 +17,13 @@ pub mod weights;
 pub use batch::Batch;
 /// The burn version the model is built on, for callers that handle its tensors.
 pub use burn;
+pub use checkpoint::{Checkpoint, Format};
 pub use config::{LlamaConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use inspect::ModelInfo;
 pub use model::{Captures, Llama, Logits, Output};
 pub use site::{Hook, Site};
-pub use weights::Weights;
+pub use weights::{TensorSource, Weights};
 
 /// The CPU backend `tell` runs on by default (chosen by measurement; see README).
 pub type CpuBackend = burn_ndarray::NdArray<f32>;

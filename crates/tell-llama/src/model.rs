@@ -8,11 +8,12 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::batch::Batch;
 use crate::block::{Block, Linear, RmsNorm};
+use crate::checkpoint::Checkpoint;
 use crate::config::LlamaConfig;
 use crate::error::{Error, Result};
 use crate::rope::Rope;
 use crate::site::{Hook, Site};
-use crate::weights::Weights;
+use crate::weights::TensorSource;
 
 /// Added to the attention score of a key a query must not see. Finite, so that a padding row
 /// that sees no key at all gets a uniform (unused) distribution instead of NaN.
@@ -74,15 +75,18 @@ pub struct Llama<B: Backend> {
 }
 
 impl<B: Backend> Llama<B> {
-    /// Loads a Hugging Face checkpoint directory (`config.json` + safetensors).
-    pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
-        let config = LlamaConfig::from_file(&dir.join("config.json"))?;
-        let weights = Weights::open_dir(dir)?;
-        Self::from_weights(config, &weights, device)
+    /// Loads a checkpoint: a Hugging Face directory (`config.json` + safetensors) or a `.gguf`.
+    pub fn load(path: &Path, device: &B::Device) -> Result<Self> {
+        let checkpoint = Checkpoint::open(path)?;
+        Self::from_weights(checkpoint.config.clone(), checkpoint.source(), device)
     }
 
     /// Builds the model from a config and weights named as in HF checkpoints.
-    pub fn from_weights(config: LlamaConfig, w: &Weights, device: &B::Device) -> Result<Self> {
+    pub fn from_weights(
+        config: LlamaConfig,
+        w: &dyn TensorSource,
+        device: &B::Device,
+    ) -> Result<Self> {
         let (v, d) = (config.vocab_size, config.hidden_size);
         let embed_values = w.read_f32("model.embed_tokens.weight", &[v, d])?;
         let head_values = if config.tie_word_embeddings {

@@ -162,11 +162,6 @@ impl Weights {
         })
     }
 
-    /// Paths of the safetensors files.
-    pub fn files(&self) -> Vec<&Path> {
-        self.shards.iter().map(|s| s.path.as_path()).collect()
-    }
-
     /// Whether a tensor of that name exists.
     pub fn contains(&self, name: &str) -> bool {
         self.location.contains_key(name)
@@ -190,7 +185,7 @@ impl Weights {
     }
 
     /// Reads a tensor as f32 values after checking its shape.
-    pub fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    fn read_safetensors(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let &i = self
             .location
             .get(name)
@@ -240,15 +235,45 @@ impl Weights {
         };
         Ok(values)
     }
+}
 
-    /// Loads a tensor into the backend's float type after checking its shape.
-    pub fn tensor<B: Backend, const D: usize>(
-        &self,
-        name: &str,
-        shape: [usize; D],
-        device: &B::Device,
-    ) -> Result<Tensor<B, D>> {
-        let values = self.read_f32(name, &shape)?;
-        Ok(Tensor::from_data(TensorData::new(values, shape), device))
+/// Where a model's tensors come from, by their Hugging Face names.
+pub trait TensorSource {
+    /// Reads the tensor `name` (HF naming, HF `[out, in]` orientation) as f32 after checking
+    /// that it has `shape`.
+    fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>>;
+
+    /// Dtype and shape of each stored tensor, by HF name, sorted by name.
+    fn describe(&self) -> Vec<(String, TensorMeta)>;
+
+    /// The files the tensors are read from.
+    fn files(&self) -> Vec<PathBuf>;
+}
+
+impl TensorSource for Weights {
+    fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        self.read_safetensors(name, shape)
     }
+
+    fn describe(&self) -> Vec<(String, TensorMeta)> {
+        self.names()
+            .into_iter()
+            .filter_map(|n| Some((n.to_owned(), self.meta(n)?)))
+            .collect()
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        self.shards.iter().map(|s| s.path.clone()).collect()
+    }
+}
+
+/// Loads a tensor from a source into the backend's float type after checking its shape.
+pub fn load_tensor<B: Backend, const D: usize>(
+    source: &dyn TensorSource,
+    name: &str,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Result<Tensor<B, D>> {
+    let values = source.read_f32(name, &shape)?;
+    Ok(Tensor::from_data(TensorData::new(values, shape), device))
 }

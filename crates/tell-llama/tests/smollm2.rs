@@ -1,0 +1,125 @@
+//! The real SmolLM2-135M-Instruct GGUF against HF transformers loading the same file.
+//!
+//! Needs `scripts/fetch-assets.sh` and `python3 tests/parity/make_smollm2_goldens.py` (CI runs
+//! both first); without them the tests say so and pass without checking anything.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Tensor;
+use safetensors::SafeTensors;
+use tell_llama::{Batch, CpuBackend, Llama, Logits, ModelInfo, Site};
+
+type B = CpuBackend;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn gguf() -> PathBuf {
+    root().join("checkpoints/fetched/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn golden_dir() -> PathBuf {
+    root().join("checkpoints/fetched/goldens/smollm2")
+}
+
+fn available() -> bool {
+    let ok = gguf().is_file() && golden_dir().join("golden.json").is_file();
+    if !ok {
+        eprintln!(
+            "SKIPPED: SmolLM2 GGUF or goldens absent; run scripts/fetch-assets.sh and \
+             python3 tests/parity/make_smollm2_goldens.py"
+        );
+    }
+    ok
+}
+
+fn prompts() -> Vec<serde_json::Value> {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(golden_dir().join("golden.json")).unwrap()).unwrap();
+    meta["prompts"].as_array().unwrap().clone()
+}
+
+fn tokens(p: &serde_json::Value, key: &str) -> Vec<u32> {
+    p[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn values(t: &Tensor<B, 3>) -> Vec<f32> {
+    t.to_data().to_vec::<f32>().unwrap()
+}
+
+fn rel_err(actual: &[f32], reference: &[f32]) -> f32 {
+    assert_eq!(actual.len(), reference.len());
+    let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = actual
+        .iter()
+        .zip(reference)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    diff / scale
+}
+
+#[test]
+fn inspect_reads_the_gguf() {
+    if !gguf().is_file() {
+        eprintln!("SKIPPED: run scripts/fetch-assets.sh");
+        return;
+    }
+    let info = ModelInfo::of(&gguf()).unwrap();
+    assert_eq!(
+        (info.layers, info.hidden_size, info.heads, info.kv_heads),
+        (30, 576, 9, 3)
+    );
+    assert_eq!((info.intermediate_size, info.vocab_size), (1536, 49152));
+    assert!(info.tied_embeddings && info.tokenizer && info.chat_template);
+    assert_eq!(info.parameters, 134_515_008);
+    assert_eq!(
+        info.dtypes["Q4_1"] + info.dtypes["Q8_0"] + info.dtypes["F32"],
+        info.stored_parameters
+    );
+}
+
+#[test]
+fn logits_and_every_resid_post_match_transformers() {
+    if !available() {
+        return;
+    }
+    let bytes = std::fs::read(golden_dir().join("golden.safetensors")).unwrap();
+    let golden = SafeTensors::deserialize(&bytes).unwrap();
+    let get = |key: &str| -> Vec<f32> {
+        golden
+            .tensor(key)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let device = Default::default();
+    let model = Llama::<B>::load(&gguf(), &device).unwrap();
+    let layers = model.config().num_layers;
+    let mut sites: Vec<Site> = (0..layers).map(Site::resid_post).collect();
+    sites.push(Site::LnFinal);
+    let mut worst = 0f32;
+    for (i, p) in prompts().iter().enumerate() {
+        let ids = tokens(p, "tokens");
+        let batch = Batch::left_padded(&[ids], 0).unwrap();
+        let out = model.forward(&batch, &sites, Logits::All).unwrap();
+        let err = rel_err(&values(&out.logits.unwrap()), &get(&format!("p{i}.logits")));
+        assert!(err <= 1e-4, "prompt {i} logits: {err}");
+        worst = worst.max(err);
+        for site in &sites {
+            let err = rel_err(
+                &values(out.captures.get(site).unwrap()),
+                &get(&format!("p{i}.{site}")),
+            );
+            assert!(err <= 1e-4, "prompt {i} {site}: {err}");
+            worst = worst.max(err);
+        }
+    }
+    eprintln!("SmolLM2 worst relative error {worst:.2e}");
+}
