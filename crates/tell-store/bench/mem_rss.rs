@@ -60,7 +60,8 @@ fn write(
         };
         block.clear();
         block.extend((0..toks * d).map(|j| ((i * 31 + j) % 1000) as f32 * 1e-3));
-        let vals: Vec<(SiteLayerKey, &[f32])> = keys.iter().map(|k| (k.clone(), &block[..])).collect();
+        let vals: Vec<(SiteLayerKey, &[f32])> =
+            keys.iter().map(|k| (k.clone(), &block[..])).collect();
         w.push_tokens(meta, &vals)?;
     }
     w.finish()?;
@@ -70,6 +71,9 @@ fn write(
 /// Peak resident set size of this process, from /proc/self/status.
 fn vm_hwm_kib() -> Result<u64, Box<dyn std::error::Error>> {
     let s = std::fs::read_to_string("/proc/self/status")?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:")).ok_or("no VmHWM")?;
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .ok_or("no VmHWM")?;
     Ok(line.split_whitespace().nth(1).ok_or("bad VmHWM")?.parse()?)
 }

@@ -11,12 +11,18 @@ const SHARD: usize = 64;
 
 #[test]
 fn child_mem() {
-    let (Ok(dir), Ok(n)) = (std::env::var("TELL_STORE_MEM_DIR"), std::env::var("TELL_STORE_MEM_N")) else {
+    let (Ok(dir), Ok(n)) = (
+        std::env::var("TELL_STORE_MEM_DIR"),
+        std::env::var("TELL_STORE_MEM_N"),
+    ) else {
         return; // only does work when re-executed by `peak_rss_does_not_grow_with_records`
     };
     let n: usize = n.parse().unwrap();
     let mut spec = StoreSpec::new(
-        ModelIdentity { name: "bench".into(), hash: model_hash(&[b"bench"]) },
+        ModelIdentity {
+            name: "bench".into(),
+            hash: model_hash(&[b"bench"]),
+        },
         vec![SiteSpec::block("hook_resid_post", D)],
         (0..LAYERS).collect(),
         Positions::Mean,
@@ -38,7 +44,8 @@ fn child_mem() {
         };
         block.clear();
         block.extend((0..toks * D).map(|j| ((i * 31 + j) % 1000) as f32 * 1e-3));
-        let vals: Vec<(SiteLayerKey, &[f32])> = keys.iter().map(|k| (k.clone(), &block[..])).collect();
+        let vals: Vec<(SiteLayerKey, &[f32])> =
+            keys.iter().map(|k| (k.clone(), &block[..])).collect();
         w.push_tokens(meta, &vals).unwrap();
     }
     assert_eq!(w.finish().unwrap().record_count, n);
@@ -54,7 +61,11 @@ fn peak_kib(dir: &std::path::Path, n: usize) -> u64 {
         .env("TELL_STORE_MEM_N", n.to_string())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix("VMHWM_KIB "))
@@ -75,7 +86,10 @@ fn peak_rss_does_not_grow_with_records() {
     let ratio = large as f64 / small as f64;
     println!("peak RSS: 200 records {small} KiB, 2000 records {large} KiB, ratio {ratio:.3}");
     // One shard buffer is 64 x 8 x 1024 x 4 B = 2 MiB; holding all 2,000 records would be 64 MiB.
-    assert!(ratio <= 1.2, "peak RSS grew {ratio:.3}x: {small} -> {large} KiB");
+    assert!(
+        ratio <= 1.2,
+        "peak RSS grew {ratio:.3}x: {small} -> {large} KiB"
+    );
     let m = Manifest::load(&tmp.path().join("l")).unwrap();
     assert_eq!(m.record_count, 2000);
     assert_eq!(m.shards.len(), 2000usize.div_ceil(SHARD));

@@ -91,7 +91,10 @@ fn sigkill_then_resume_matches_uninterrupted() {
         child.kill().unwrap(); // SIGKILL on Unix
         let status = child.wait().unwrap();
         drop(out);
-        assert!(!status.success(), "round {round}: child finished before the kill");
+        assert!(
+            !status.success(),
+            "round {round}: child finished before the kill"
+        );
         println!("round {round}: killed after record {target} + {delay} us");
         // Whatever the kill left, the manifest only points at whole shards.
         let store = Store::open(&killed).unwrap();
@@ -109,14 +112,20 @@ fn sigkill_then_resume_matches_uninterrupted() {
         .collect();
     assert!(child.wait().unwrap().success());
     assert!(lines.iter().any(|l| l == "finished"));
-    let last = lines.iter().find_map(|l| l.split("resumed at ").nth(1)).unwrap();
+    let last = lines
+        .iter()
+        .find_map(|l| l.split("resumed at ").nth(1))
+        .unwrap();
     resumed_at.push(last.parse().unwrap());
     println!("resumed at {resumed_at:?}");
     assert_eq!(resumed_at[0], 0);
     assert_eq!(resumed_at.len(), 3);
 
     // Identical records and arrays, and in fact identical files.
-    let (a, b) = (Store::open(&reference).unwrap(), Store::open(&killed).unwrap());
+    let (a, b) = (
+        Store::open(&reference).unwrap(),
+        Store::open(&killed).unwrap(),
+    );
     assert_eq!(a.records().unwrap(), b.records().unwrap());
     assert_eq!(a.offsets().unwrap(), b.offsets().unwrap());
     for key in a.keys() {
