@@ -214,7 +214,8 @@ impl StoreWriter {
 
     /// Adds one record. `values` holds every key exactly once: a row of `d` values for pooled
     /// positions, or `n_tokens x d` row-major values for `all`. Returns true when the push
-    /// completed and committed a shard. On error nothing is buffered.
+    /// completed and committed a shard. A refused record (bad lengths, keys or metadata) leaves
+    /// nothing buffered; an I/O error while committing keeps the shard buffered (`flush` retries).
     pub fn push_record(
         &mut self,
         meta: RecordMeta,
