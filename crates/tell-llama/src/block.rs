@@ -125,14 +125,16 @@ impl<B: Backend> Attention<B> {
         })
     }
 
-    /// Attends over `x` (`[batch, seq, d]`); `bias` is `[batch, 1, seq, seq]`, 0 where a query may
-    /// see a key and a large negative number elsewhere.
+    /// Attends over `x` (`[batch, seq, d]`); `bias` is `[batch, 1, seq, past + seq]`, 0 where a
+    /// query may see a key and a large negative number elsewhere. With a cache slot, the keys and
+    /// values of earlier steps are prepended and the slot is updated.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
         cos: &Tensor<B, 4>,
         sin: &Tensor<B, 4>,
         bias: &Tensor<B, 4>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let [b, t, _] = x.dims();
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
@@ -146,6 +148,17 @@ impl<B: Backend> Attention<B> {
         let q = rope::apply(split(0, h), cos, sin);
         let k = rope::apply(split(h * hd, kvh), cos, sin);
         let v = split((h + kvh) * hd, kvh);
+        let (k, v) = match cache {
+            None => (k, v),
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+                    None => (k, v),
+                };
+                *slot = Some((k.clone(), v.clone()));
+                (k, v)
+            }
+        };
         let (k, v) = (repeat_kv(k, h / kvh), repeat_kv(v, h / kvh));
         let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt()) + bias.clone();
         let probs = activation::softmax(scores, 3);
@@ -153,6 +166,9 @@ impl<B: Backend> Attention<B> {
         self.o.forward(ctx)
     }
 }
+
+/// Keys and values (`[batch, kv_heads, seq, head_dim]`, after RoPE) of one layer's earlier tokens.
+pub type LayerCache<B> = Option<(Tensor<B, 4>, Tensor<B, 4>)>;
 
 /// Repeats each key/value head `n` times so that every query head has its own copy.
 fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n: usize) -> Tensor<B, 4> {
@@ -256,10 +272,11 @@ impl<B: Backend> Block<B> {
         cos: &Tensor<B, 4>,
         sin: &Tensor<B, 4>,
         bias: &Tensor<B, 4>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> BlockOutput<B> {
         let attn_out = self
             .attn
-            .forward(self.input_norm.forward(x.clone()), cos, sin, bias);
+            .forward(self.input_norm.forward(x.clone()), cos, sin, bias, cache);
         let resid_mid = x + attn_out.clone();
         let mlp_out = self
             .mlp

@@ -7,6 +7,7 @@ pub mod block;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod generate;
 pub mod gguf;
 pub mod inspect;
 pub mod model;
@@ -20,8 +21,9 @@ pub use burn;
 pub use checkpoint::{Checkpoint, Format};
 pub use config::{LlamaConfig, RopeScaling};
 pub use error::{Error, Result};
+pub use generate::{generate, Finish, GenerateOptions, Generated};
 pub use inspect::ModelInfo;
-pub use model::{Captures, Llama, Logits, Output};
+pub use model::{Captures, KvCache, Llama, Logits, Output};
 pub use site::{Hook, Site};
 pub use weights::{TensorSource, Weights};
 

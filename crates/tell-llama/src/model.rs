@@ -7,7 +7,7 @@ use std::path::Path;
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::batch::Batch;
-use crate::block::{Block, Linear, RmsNorm};
+use crate::block::{Block, LayerCache, Linear, RmsNorm};
 use crate::checkpoint::Checkpoint;
 use crate::config::LlamaConfig;
 use crate::error::{Error, Result};
@@ -125,22 +125,103 @@ impl<B: Backend> Llama<B> {
 
     /// Runs a left-padded batch, returning the requested logits and the values at `sites`.
     pub fn forward(&self, batch: &Batch, sites: &[Site], logits: Logits) -> Result<Output<B>> {
+        let bias = attention_bias::<B>(batch, &self.device);
+        let step = Step {
+            tokens: &batch.tokens,
+            positions: &batch.positions,
+            rows: batch.size(),
+            seq: batch.seq,
+            bias,
+        };
+        self.run(step, None, sites, logits)
+    }
+
+    /// Runs the prompt of a generation: like [`Self::forward`], and returns the cache that
+    /// [`Self::decode`] continues from.
+    pub fn prefill(
+        &self,
+        batch: &Batch,
+        sites: &[Site],
+        logits: Logits,
+    ) -> Result<(Output<B>, KvCache<B>)> {
+        let mut cache = KvCache {
+            layers: vec![None; self.config.num_layers],
+            mask: (0..batch.size())
+                .map(|b| batch.mask[b * batch.seq..(b + 1) * batch.seq].to_vec())
+                .collect(),
+            next: batch.lengths.clone(),
+        };
+        let bias = attention_bias::<B>(batch, &self.device);
+        let step = Step {
+            tokens: &batch.tokens,
+            positions: &batch.positions,
+            rows: batch.size(),
+            seq: batch.seq,
+            bias,
+        };
+        let out = self.run(step, Some(&mut cache), sites, logits)?;
+        Ok((out, cache))
+    }
+
+    /// Feeds one new token per row of the cache and returns the logits `[rows, 1, vocab]`.
+    pub fn decode(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Tensor<B, 3>> {
+        let rows = cache.rows();
+        if tokens.len() != rows {
+            return Err(Error::Input(format!(
+                "decode got {} tokens for a cache of {rows} rows",
+                tokens.len()
+            )));
+        }
+        let positions = cache.next.clone();
+        for row in &mut cache.mask {
+            row.push(true);
+        }
+        let past = cache.len();
+        // The new token sees every real key of its row, including itself.
+        let bias: Vec<f32> = cache
+            .mask
+            .iter()
+            .flat_map(|row| row.iter().map(|&m| if m { 0.0 } else { MASKED }))
+            .collect();
+        let bias = Tensor::from_data(TensorData::new(bias, [rows, 1, 1, past]), &self.device);
+        let step = Step {
+            tokens,
+            positions: &positions,
+            rows,
+            seq: 1,
+            bias,
+        };
+        let out = self.run(step, Some(cache), &[], Logits::Last)?;
+        for n in &mut cache.next {
+            *n += 1;
+        }
+        out.logits
+            .ok_or_else(|| Error::Input("decode produced no logits".into()))
+    }
+
+    fn run(
+        &self,
+        step: Step<'_, B>,
+        mut cache: Option<&mut KvCache<B>>,
+        sites: &[Site],
+        logits: Logits,
+    ) -> Result<Output<B>> {
         let cfg = &self.config;
         let wanted: BTreeSet<Site> = sites
             .iter()
             .map(|s| s.check(cfg.num_layers))
             .collect::<Result<_>>()?;
-        if let Some(&bad) = batch.tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+        if let Some(&bad) = step.tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
             return Err(Error::Input(format!(
                 "token id {bad} is outside the vocabulary (size {})",
                 cfg.vocab_size
             )));
         }
-        let (b, t) = (batch.size(), batch.seq);
+        let (b, t) = (step.rows, step.seq);
         let device = &self.device;
         let ids = Tensor::<B, 1, Int>::from_data(
             TensorData::new(
-                batch.tokens.iter().map(|&x| x as i64).collect::<Vec<_>>(),
+                step.tokens.iter().map(|&x| x as i64).collect::<Vec<_>>(),
                 [b * t],
             ),
             device,
@@ -150,8 +231,8 @@ impl<B: Backend> Llama<B> {
             .clone()
             .select(0, ids)
             .reshape([b, t, cfg.hidden_size]);
-        let (cos, sin) = self.rope.tables::<B>(&batch.positions, b, t, device);
-        let bias = attention_bias::<B>(batch, device);
+        let (cos, sin) = self.rope.tables::<B>(step.positions, b, t, device);
+        let bias = step.bias;
 
         let mut values = BTreeMap::new();
         let mut keep = |site: Site, value: &Tensor<B, 3>| {
@@ -167,7 +248,8 @@ impl<B: Backend> Llama<B> {
                 },
                 &x,
             );
-            let out = block.forward(x, &cos, &sin, &bias);
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[layer]);
+            let out = block.forward(x, &cos, &sin, &bias, slot);
             for (hook, value) in [
                 (Hook::AttnOut, &out.attn_out),
                 (Hook::ResidMid, &out.resid_mid),
@@ -201,6 +283,65 @@ impl<B: Backend> Llama<B> {
             logits: out_logits,
             captures: Captures { values },
         })
+    }
+}
+
+/// One forward step's inputs: token ids and positions `[rows * seq]` and the attention bias.
+struct Step<'a, B: Backend> {
+    tokens: &'a [u32],
+    positions: &'a [usize],
+    rows: usize,
+    seq: usize,
+    bias: Tensor<B, 4>,
+}
+
+/// Keys and values of the tokens seen so far, per layer, for generation.
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<LayerCache<B>>,
+    /// Per row, whether each cached position is a real token (left padding is not).
+    mask: Vec<Vec<bool>>,
+    /// Per row, the position of the next token.
+    next: Vec<usize>,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// Number of rows (sequences).
+    pub fn rows(&self) -> usize {
+        self.mask.len()
+    }
+
+    /// Number of cached positions (padding included).
+    pub fn len(&self) -> usize {
+        self.mask.first().map_or(0, Vec::len)
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps only the given rows, in that order (finished sequences leave the batch).
+    pub fn retain(&mut self, rows: &[usize]) {
+        if rows.len() == self.rows() && rows.iter().enumerate().all(|(i, &r)| i == r) {
+            return;
+        }
+        let device = self.layers.iter().flatten().next().map(|(k, _)| k.device());
+        if let Some(device) = device {
+            let idx = Tensor::<B, 1, Int>::from_data(
+                TensorData::new(
+                    rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                    [rows.len()],
+                ),
+                &device,
+            );
+            for (k, v) in self.layers.iter_mut().flatten() {
+                *k = k.clone().select(0, idx.clone());
+                *v = v.clone().select(0, idx.clone());
+            }
+        }
+        self.mask = rows.iter().map(|&r| self.mask[r].clone()).collect();
+        self.next = rows.iter().map(|&r| self.next[r]).collect();
     }
 }
 

@@ -123,3 +123,52 @@ fn logits_and_every_resid_post_match_transformers() {
     }
     eprintln!("SmolLM2 worst relative error {worst:.2e}");
 }
+
+fn greedy_opts() -> tell_llama::GenerateOptions {
+    tell_llama::GenerateOptions {
+        max_new_tokens: 32,
+        stop_tokens: vec![2],
+        pad_token: 2,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn greedy_generation_is_token_identical_to_transformers() {
+    if !available() {
+        return;
+    }
+    let device = Default::default();
+    let model = Llama::<B>::load(&gguf(), &device).unwrap();
+    let with_greedy: Vec<_> = prompts()
+        .into_iter()
+        .filter(|p| p.get("greedy").is_some())
+        .collect();
+    assert_eq!(with_greedy.len(), 5);
+    let inputs: Vec<Vec<u32>> = with_greedy.iter().map(|p| tokens(p, "tokens")).collect();
+    // One prompt at a time, as transformers ran them ...
+    for (p, ids) in with_greedy.iter().zip(&inputs) {
+        let out =
+            tell_llama::generate(&model, std::slice::from_ref(ids), &greedy_opts(), |_, _| {
+                false
+            })
+            .unwrap();
+        assert_eq!(out[0].tokens, tokens(p, "greedy"), "{}", p["greedy_text"]);
+    }
+    // ... and all five as one left-padded batch, each stopping on its own.
+    let out = tell_llama::generate(&model, &inputs, &greedy_opts(), |_, _| false).unwrap();
+    for (p, g) in with_greedy.iter().zip(&out) {
+        assert_eq!(
+            g.tokens,
+            tokens(p, "greedy"),
+            "batched: {}",
+            p["greedy_text"]
+        );
+    }
+    // "What is the capital of France?" -> "The capital of France is Paris."
+    assert_eq!(
+        with_greedy[0]["greedy_text"],
+        "The capital of France is Paris."
+    );
+    assert_eq!(out[0].finish, tell_llama::Finish::StopToken);
+}
