@@ -24,7 +24,7 @@ fn shipped() -> PathBuf {
 /// Runs the demo.
 pub fn run(args: Args) -> Result<()> {
     let dir = args.model.unwrap_or_else(shipped);
-    let info = ModelInfo::of_dir(&dir)?;
+    let info = ModelInfo::of(&dir)?;
     println!(
         "model {}: {} layers, d {}, {} q / {} kv heads, vocab {}, rope {}, {} parameters",
         dir.display(),
