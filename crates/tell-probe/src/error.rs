@@ -71,6 +71,29 @@ pub enum ProbeError {
     /// PNG encoding failed.
     #[error("png encoding {path}: {reason}")]
     Png { path: String, reason: String },
+    /// The activation store could not be read.
+    #[error("activation store: {0}")]
+    Store(#[from] tell_store::Error),
+    /// A labels CSV is unreadable or does not have the named columns or values.
+    #[error("labels {path}: {reason}")]
+    Labels { path: String, reason: String },
+    /// A label file that misses records of the store.
+    #[error(
+        "label file {path} has no label for {count} of {total} records of the store \
+         (first: record {first_index}, id {first_id:?}, joined on {join_on})"
+    )]
+    UnlabelledRecords {
+        path: String,
+        count: usize,
+        total: usize,
+        first_index: usize,
+        first_id: String,
+        join_on: String,
+    },
+    /// A store that does not fit what is asked of it (a probe's site/layer/position/width, a
+    /// control store's tensors, pooled positions, a metadata column).
+    #[error("store {store}: {reason}")]
+    StoreMismatch { store: String, reason: String },
 }
 
 impl ProbeError {
