@@ -167,3 +167,56 @@ fn bad_inputs_name_their_cause() {
     let msg = train_from_store(&cfg).unwrap_err().to_string();
     assert!(msg.contains("--positive"), "{msg}");
 }
+
+#[test]
+fn control_store_sets_thresholds_and_must_match() {
+    let dir = tmp("ctrl");
+    let acts = dir.join("acts");
+    let spec = PlantedStore {
+        n_control: 0,
+        ..PlantedStore::example()
+    };
+    let recs = write_planted_store(&acts, &spec).unwrap();
+    let labels = dir.join("labels.csv");
+    let mut text = String::from("id,label\n");
+    for r in &recs {
+        let l = if r.label == Some(true) {
+            "deep"
+        } else {
+            "shallow"
+        };
+        text.push_str(&format!("{},{l}\n", r.id));
+    }
+    std::fs::write(&labels, text).unwrap();
+    let only_controls = PlantedStore {
+        n_queries: 0,
+        n_control: 12,
+        ..PlantedStore::example()
+    };
+    let ctrl = dir.join("ctrl");
+    write_planted_store(&ctrl, &only_controls).unwrap();
+    let mut cfg = config(acts.clone(), labels.clone(), dir.join("out"));
+    cfg.control = ControlSource::Store(ctrl);
+    cfg.transfer_by = None;
+    cfg.families = vec![Family::Diffmean];
+    let o = train_from_store(&cfg).unwrap();
+    assert_eq!(o.n_control, 12);
+    assert_eq!(o.n_rows, 80);
+    assert_eq!(o.sweep.best_row().threshold_source, "control:ctrl");
+    assert_eq!(o.sweep.best_row().layer, 2);
+    let narrow = dir.join("narrow");
+    write_planted_store(
+        &narrow,
+        &PlantedStore {
+            d: 8,
+            ..only_controls
+        },
+    )
+    .unwrap();
+    cfg.control = ControlSource::Store(narrow);
+    let msg = train_from_store(&cfg).unwrap_err().to_string();
+    assert!(
+        msg.contains("control blocks.0.hook_resid_post has width 8, the training store 16"),
+        "{msg}"
+    );
+}

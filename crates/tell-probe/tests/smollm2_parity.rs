@@ -1,0 +1,149 @@
+//! Acceptance on real activations: SmolLM2-135M-Instruct last-token residuals (block 15,
+//! computed by HF transformers from the fetched GGUF) of the labelled instructions. On the same
+//! standardised training rows and the same L2 strength, the logistic probe's weights have cosine
+//! >= 0.999 with scikit-learn's `LogisticRegression(solver="lbfgs")` and the test AUROC agrees
+//! within 0.002, on a fixed grouped split (both renderings of a query on one side).
+//!
+//! Data: `python3 tests/parity/make_smollm2_probe.py` (run by `.ci/run`) writes
+//! `checkpoints/fetched/goldens/smollm2-probe/`; without it the tests say so and pass.
+
+use std::path::PathBuf;
+use tell_probe::lbfgs::LbfgsOptions;
+use tell_probe::logistic::fit_logistic;
+use tell_probe::{auroc, fit, FitOptions, Matrix, Standardizer, L2};
+
+struct Data {
+    d: usize,
+    lambda: f64,
+    x_train: Vec<f32>,
+    y_train: Vec<bool>,
+    g_train: Vec<u32>,
+    x_test: Vec<f32>,
+    y_test: Vec<bool>,
+    coef: Vec<f64>,
+    test_auroc: f64,
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../checkpoints/fetched/goldens/smollm2-probe")
+}
+
+fn load() -> Option<Data> {
+    let d = dir();
+    let (Ok(bytes), Ok(json)) = (
+        std::fs::read(d.join("features.safetensors")),
+        std::fs::read_to_string(d.join("golden.json")),
+    ) else {
+        eprintln!(
+            "skipped: {} is missing; run `python3 tests/parity/make_smollm2_probe.py` \
+             (needs the GGUF from scripts/fetch-assets.sh)",
+            d.display()
+        );
+        return None;
+    };
+    let g: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let x = st.tensor("x").unwrap();
+    let (n, dim) = (x.shape()[0], x.shape()[1]);
+    let xs: Vec<f32> = x
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let ints = |name: &str| -> Vec<i64> {
+        st.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    let (y, group, test) = (ints("y"), ints("group"), ints("test"));
+    assert_eq!((y.len(), group.len(), test.len()), (n, n, n));
+    let mut data = Data {
+        d: dim,
+        lambda: g["lambda"].as_f64().unwrap(),
+        x_train: vec![],
+        y_train: vec![],
+        g_train: vec![],
+        x_test: vec![],
+        y_test: vec![],
+        coef: g["coef"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect(),
+        test_auroc: g["test_auroc"].as_f64().unwrap(),
+    };
+    for i in 0..n {
+        let row = &xs[i * dim..(i + 1) * dim];
+        if test[i] == 0 {
+            data.x_train.extend_from_slice(row);
+            data.y_train.push(y[i] == 1);
+            data.g_train.push(group[i] as u32);
+        } else {
+            data.x_test.extend_from_slice(row);
+            data.y_test.push(y[i] == 1);
+        }
+    }
+    assert_eq!(data.y_train.len(), g["n_train"].as_u64().unwrap() as usize);
+    assert_eq!(data.coef.len(), dim);
+    Some(data)
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn smollm2_logistic_weights_match_sklearn_lbfgs() {
+    let Some(c) = load() else { return };
+    let n = c.y_train.len();
+    let x = Matrix::new(&c.x_train, n, c.d).unwrap();
+    let rows: Vec<usize> = (0..n).collect();
+    let xs = Standardizer::fit(&x, &rows).transform_rows(&x, &rows);
+    let opts = LbfgsOptions {
+        gtol: 1e-9,
+        max_iter: 5000,
+        ..Default::default()
+    };
+    let f = fit_logistic(&xs, c.d, &c.y_train, c.lambda, &opts, None).unwrap();
+    let cos = cosine(&f.w, &c.coef);
+    eprintln!(
+        "SmolLM2 block 15, {n} train rows x {}: cosine with sklearn {cos:.9} ({} iterations)",
+        c.d, f.iterations
+    );
+    assert!(cos >= 0.999, "cosine {cos}");
+}
+
+#[test]
+fn smollm2_logistic_test_auroc_matches_sklearn() {
+    let Some(c) = load() else { return };
+    let x = Matrix::new(&c.x_train, c.y_train.len(), c.d).unwrap();
+    let opts = FitOptions {
+        l2: L2::Fixed(c.lambda),
+        tol: 1e-9,
+        max_iter: 5000,
+        ..Default::default()
+    };
+    let probe = fit(&x, &c.y_train, &c.g_train, &opts).unwrap();
+    let xt = Matrix::new(&c.x_test, c.y_test.len(), c.d).unwrap();
+    let a = auroc(&probe.apply(&xt).unwrap(), &c.y_test).unwrap();
+    eprintln!(
+        "SmolLM2 test AUROC {a:.6} on {} rows, sklearn {:.6}",
+        c.y_test.len(),
+        c.test_auroc
+    );
+    assert!(
+        (a - c.test_auroc).abs() <= 0.002,
+        "{a} vs sklearn {}",
+        c.test_auroc
+    );
+    let w: Vec<f64> = probe.direction.iter().map(|&v| v as f64).collect();
+    assert!(cosine(&w, &c.coef) >= 0.999);
+}
