@@ -7,3 +7,4 @@ pub mod labels;
 pub mod score;
 pub mod stats;
 pub mod suite;
+pub mod tokenize;
