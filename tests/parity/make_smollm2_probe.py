@@ -5,15 +5,17 @@ Runs the SmolLM2-135M-Instruct GGUF with HF transformers (f32) on the labelled i
 `checkpoints/fetched/datasets/instructions.csv` (label 0 harmful, 1 benign), each rendered twice
 through the chat template (without and with a system prompt, so a query has two records and the
 split must be grouped), and keeps the last-token residual stream after block LAYER
-(`blocks.LAYER.hook_resid_post`, before the final norm). It then fits scikit-learn's
+(`blocks.{l}.hook_resid_post` for l in LAYERS, before the final norm). It then fits scikit-learn's
 `LogisticRegression(solver="lbfgs")` on the standardised training rows of a fixed grouped split
 with C = 1 / (LAMBDA * n_train) (tell's mean-loss convention) and records its weights and test
-AUROC. The Rust test `crates/tell-probe/tests/smollm2_parity.rs` fits the same data.
+AUROC. The middle block separates harmful from benign perfectly (AUROC 1), so early blocks,
+where the probe errs, are recorded too. The Rust test `crates/tell-probe/tests/smollm2_parity.rs`
+fits the same data.
 
     python3 tests/parity/make_smollm2_probe.py   # -> checkpoints/fetched/goldens/smollm2-probe/
 
-Outputs (not committed): features.safetensors (`x` f32 [n, d], `y`, `group`, `test` int64 [n])
-and golden.json (layer, lambda, C, split sizes, sklearn coef/intercept, test AUROC, versions).
+Outputs (not committed): features.safetensors (`x.{l}` f32 [n, d], `y`, `group`, `test` int64
+[n]) and golden.json (lambda, C, split sizes, per layer sklearn coef/intercept and test AUROC).
 """
 import csv
 import json
@@ -36,7 +38,7 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DATA = os.path.join(ROOT, "checkpoints", "fetched", "datasets", "instructions.csv")
 OUT = os.path.join(ROOT, "checkpoints", "fetched", "goldens", "smollm2-probe")
 
-LAYER = 15  # of 30: a middle block
+LAYERS = [0, 2, 15]  # of 30: two early blocks (imperfect probes) and a middle one
 LAMBDA = 1e-2  # mean log-loss + LAMBDA/2 |w|^2
 SYSTEM = "You are a helpful assistant."
 TEST_EVERY = 4  # query i is in the test split when i % TEST_EVERY == TEST_EVERY - 1
@@ -49,7 +51,7 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(GGUF_DIR, gguf_file=GGUF, dtype=torch.float32).eval()
     with open(DATA, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["instruction"].strip()]
-    feats, ys, groups = [], [], []
+    feats, ys, groups = {l: [] for l in LAYERS}, [], []
     for i, r in enumerate(rows):
         for messages in (
             [{"role": "user", "content": r["instruction"]}],
@@ -60,38 +62,49 @@ def main():
             with torch.no_grad():
                 out = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
             # hidden_states[0] is the embedding output, [l + 1] the output of block l.
-            feats.append(out.hidden_states[LAYER + 1][0, -1].float().numpy())
+            for l in LAYERS:
+                feats[l].append(out.hidden_states[l + 1][0, -1].float().numpy())
             ys.append(int(r["label"]))
             groups.append(i)
-    x = np.stack(feats).astype(np.float32)
+        if i % 20 == 0:
+            print(f"query {i} of {len(rows)}", flush=True)
     y = np.array(ys, dtype=np.int64)
     g = np.array(groups, dtype=np.int64)
     test = (g % TEST_EVERY == TEST_EVERY - 1).astype(np.int64)
     tr, te = test == 0, test == 1
-    sc = StandardScaler().fit(x[tr].astype(np.float64))
-    xtr, xte = sc.transform(x[tr].astype(np.float64)), sc.transform(x[te].astype(np.float64))
     n_train = int(tr.sum())
     C = 1.0 / (LAMBDA * n_train)
-    lr = LogisticRegression(C=C, solver="lbfgs", tol=1e-12, max_iter=100000).fit(xtr, y[tr])
-    test_auroc = float(roc_auc_score(y[te], lr.decision_function(xte)))
+    tensors = {"y": y, "group": g, "test": test}
+    per_layer = {}
+    for l in LAYERS:
+        x = np.stack(feats[l]).astype(np.float32)
+        tensors[f"x.{l}"] = x
+        sc = StandardScaler().fit(x[tr].astype(np.float64))
+        xtr, xte = sc.transform(x[tr].astype(np.float64)), sc.transform(x[te].astype(np.float64))
+        lr = LogisticRegression(C=C, solver="lbfgs", tol=1e-12, max_iter=100000).fit(xtr, y[tr])
+        test_auroc = float(roc_auc_score(y[te], lr.decision_function(xte)))
+        per_layer[str(l)] = {
+            "site": f"blocks.{l}.hook_resid_post",
+            "coef": lr.coef_[0].tolist(),
+            "intercept": float(lr.intercept_[0]),
+            "n_iter": int(lr.n_iter_[0]),
+            "test_auroc": test_auroc,
+        }
+        print(f"block {l}: {len(y)} records ({n_train} train, {int(te.sum())} test), d "
+              f"{x.shape[1]}, sklearn test AUROC {test_auroc:.6f}, {int(lr.n_iter_[0])} iterations")
     os.makedirs(OUT, exist_ok=True)
-    save_file({"x": x, "y": y, "group": g, "test": test}, os.path.join(OUT, "features.safetensors"))
+    save_file(tensors, os.path.join(OUT, "features.safetensors"))
     with open(os.path.join(OUT, "golden.json"), "w") as f:
         json.dump(
             {
                 "gguf": GGUF,
-                "site": f"blocks.{LAYER}.hook_resid_post",
                 "position": "last",
-                "layer": LAYER,
+                "layers": per_layer,
                 "lambda": LAMBDA,
                 "C": C,
                 "n_train": n_train,
                 "n_test": int(te.sum()),
                 "n_queries": len(rows),
-                "coef": lr.coef_[0].tolist(),
-                "intercept": float(lr.intercept_[0]),
-                "n_iter": int(lr.n_iter_[0]),
-                "test_auroc": test_auroc,
                 "sklearn": sklearn.__version__,
                 "transformers": transformers.__version__,
                 "torch": torch.__version__,
@@ -99,8 +112,6 @@ def main():
             f,
             indent=1,
         )
-    print(f"{len(y)} records ({n_train} train, {int(te.sum())} test), d {x.shape[1]}, "
-          f"sklearn test AUROC {test_auroc:.6f}, {int(lr.n_iter_[0])} iterations")
 
 
 if __name__ == "__main__":
