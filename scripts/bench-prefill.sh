@@ -29,10 +29,10 @@ best = collections.defaultdict(float)
 for r in rows:
     key = (r["side"], r["logits"])
     best[key] = max(best[key], r["tokens_per_s"])
-print(f"\n| work (batch x seq from {sys.argv[1]}) | tell-ndarray tok/s | tell-flex tok/s | transformers tok/s | ratio ndarray/HF |")
+print(f"\n| work ({sys.argv[1]}) | tell (flex) tok/s | tell-ndarray tok/s | transformers tok/s | ratio tell/HF |")
 print("|---|---|---|---|---|")
 for logits in (False, True):
     n, f, h = best[("tell-ndarray", logits)], best[("tell-flex", logits)], best[("transformers", logits)]
     what = "all residuals + logits" if logits else "all residuals, no LM head"
-    print(f"| {what} | {n:.0f} | {f:.0f} | {h:.0f} | {n / h:.2f} |")
+    print(f"| {what} | {f:.0f} | {n:.0f} | {h:.0f} | {f / h:.2f} |")
 PY

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use tell_llama::{Batch, CpuBackend, FlexBackend, Hook, Llama, Logits, Site};
+use tell_llama::{Batch, FlexBackend, Hook, Llama, Logits, NdArrayBackend, Site};
 
 fn run<B: Backend>(dir: &PathBuf, batch: usize, seq: usize, reps: usize, logits: bool) -> f64 {
     let device = Default::default();
@@ -60,7 +60,7 @@ fn main() {
     let logits = args.get(6).map(|s| s == "logits").unwrap_or(false);
     let seconds = match backend {
         "flex" => run::<FlexBackend>(&dir, batch, seq, reps, logits),
-        _ => run::<CpuBackend>(&dir, batch, seq, reps, logits),
+        _ => run::<NdArrayBackend>(&dir, batch, seq, reps, logits),
     };
     println!(
         "{{\"side\": \"tell-{backend}\", \"logits\": {logits}, \"batch\": {batch}, \"seq\": {seq}, \"seconds\": {seconds}, \"tokens_per_s\": {}}}",

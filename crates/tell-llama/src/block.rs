@@ -69,9 +69,18 @@ impl<B: Backend> Linear<B> {
         })
     }
 
-    /// Wraps an `[in, out]` tensor.
-    pub fn from_in_out(weight: Tensor<B, 2>) -> Self {
-        Self { weight }
+    /// Builds the map from HF-layout `[out, in]` values, transposed on the host: a transposed
+    /// view would be copied by every matrix product of burn-ndarray.
+    pub fn from_out_in(values: &[f32], d_out: usize, d_in: usize, device: &B::Device) -> Self {
+        let mut data = vec![0f32; d_in * d_out];
+        for (o, row) in values.chunks_exact(d_in).enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                data[i * d_out + o] = *v;
+            }
+        }
+        Self {
+            weight: Tensor::from_data(TensorData::new(data, [d_in, d_out]), device),
+        }
     }
 
     /// `x @ w` over `[batch, seq, in]`.

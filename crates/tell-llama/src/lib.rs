@@ -27,8 +27,11 @@ pub use model::{Captures, KvCache, Llama, Logits, Output};
 pub use site::{Hook, Site};
 pub use weights::{TensorSource, Weights};
 
-/// The CPU backend `tell` runs on by default (chosen by measurement; see README).
-pub type CpuBackend = burn_ndarray::NdArray<f32>;
+/// The CPU backend `tell` runs on by default: burn's `flex`, chosen by measurement (README).
+pub type CpuBackend = burn_flex::Flex;
 
-/// burn's `flex` CPU backend, kept for comparison in the benchmarks.
+/// burn's `flex` CPU backend (the default).
 pub type FlexBackend = burn_flex::Flex;
+
+/// burn's `ndarray` CPU backend, kept for comparison in the benchmarks.
+pub type NdArrayBackend = burn_ndarray::NdArray<f32>;

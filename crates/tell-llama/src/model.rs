@@ -89,15 +89,12 @@ impl<B: Backend> Llama<B> {
     ) -> Result<Self> {
         let (v, d) = (config.vocab_size, config.hidden_size);
         let embed_values = w.read_f32("model.embed_tokens.weight", &[v, d])?;
-        let head_values = if config.tie_word_embeddings {
-            embed_values.clone()
+        let lm_head = if config.tie_word_embeddings {
+            Linear::from_out_in(&embed_values, v, d, device)
         } else {
-            w.read_f32("lm_head.weight", &[v, d])?
+            Linear::from_out_in(&w.read_f32("lm_head.weight", &[v, d])?, v, d, device)
         };
         let embed = Tensor::from_data(TensorData::new(embed_values, [v, d]), device);
-        let lm_head = Linear::from_in_out(
-            Tensor::<B, 2>::from_data(TensorData::new(head_values, [v, d]), device).transpose(),
-        );
         let blocks = (0..config.num_layers)
             .map(|l| Block::load(w, l, &config, device))
             .collect::<Result<Vec<_>>>()?;
