@@ -32,6 +32,8 @@ enum Command {
     Stats(cmd::stats::Args),
     /// Per-query faking labels (shallow / deep) across conditions, from scores.csv.
     Labels(cmd::labels::Args),
+    /// Linear probes per layer: `tell probe train|compare|apply`.
+    Probe(cmd::probe::Args),
     /// Token ids and token strings of a text (or of its rendered chat template).
     Tokenize(cmd::tokenize::Args),
 }
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Score(args) => cmd::score::run(args),
         Command::Stats(args) => cmd::stats::run(args),
         Command::Labels(args) => cmd::labels::run(args),
+        Command::Probe(args) => cmd::probe::run(args),
         Command::Tokenize(args) => cmd::tokenize::run(args),
     };
     match result {

@@ -4,6 +4,7 @@ pub mod demo;
 pub mod forward;
 pub mod inspect;
 pub mod labels;
+pub mod probe;
 pub mod score;
 pub mod stats;
 pub mod suite;
