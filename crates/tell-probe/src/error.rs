@@ -80,7 +80,8 @@ pub enum ProbeError {
     /// A label file that misses records of the store.
     #[error(
         "label file {path} has no label for {count} of {total} records of the store \
-         (first: record {first_index}, id {first_id:?}, joined on {join_on})"
+         (first: record {first_index}, id {first_id:?}, joined on {join_on}); label them, or \
+         leave control records out with --control-where COLUMN=VALUE"
     )]
     UnlabelledRecords {
         path: String,
