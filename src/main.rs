@@ -34,8 +34,14 @@ enum Command {
     Labels(cmd::labels::Args),
     /// Linear probes per layer: `tell probe train|compare|apply`.
     Probe(cmd::probe::Args),
+    /// Capture activations of a prompt set into an activation store (sites x layers x positions).
+    Capture(cmd::capture::Args),
+    /// Activation stores: `tell store info|verify|export DIR`.
+    Store(cmd::store::Args),
     /// Token ids and token strings of a text (or of its rendered chat template).
     Tokenize(cmd::tokenize::Args),
+    /// Generate responses for one prompt or a JSONL file of prompts (KV cache, greedy or sampled).
+    Generate(cmd::generate::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,7 +55,10 @@ fn main() -> ExitCode {
         Command::Stats(args) => cmd::stats::run(args),
         Command::Labels(args) => cmd::labels::run(args),
         Command::Probe(args) => cmd::probe::run(args),
+        Command::Capture(args) => cmd::capture::run(args),
+        Command::Store(args) => cmd::store::run(args),
         Command::Tokenize(args) => cmd::tokenize::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,14 @@
 //! One module per subcommand: arguments and the calls they make.
 
+pub mod capture;
 pub mod demo;
 pub mod forward;
+pub mod generate;
 pub mod inspect;
 pub mod labels;
 pub mod probe;
 pub mod score;
 pub mod stats;
+pub mod store;
 pub mod suite;
 pub mod tokenize;

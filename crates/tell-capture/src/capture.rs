@@ -1,0 +1,404 @@
+//! The capture loop: prompts -> batches -> model -> pooled values -> store, in input order.
+//!
+//! Batching: prompts are read in windows of `window` records whose boundaries sit at fixed record
+//! indices (multiples of `window`); inside a window, records are sorted by length (stable) and cut
+//! into batches, so rows of similar length share a batch and padding stays small. Results are
+//! written in input order once the window is done. Because the window boundaries do not depend on
+//! where a run started, a resumed run recomputes the interrupted window with exactly the same
+//! batches as an uninterrupted run, so its values are bit-identical (padding changes the order of
+//! floating-point sums, so other batches could differ in the last bits).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tell_llama::burn::tensor::backend::Backend;
+use tell_llama::{Batch, Checkpoint, Llama, Logits};
+use tell_store::{
+    model_hash, pool_into, ModelIdentity, Positions, SiteLayerKey, Store, StoreDtype, StoreSpec,
+    StoreWriter,
+};
+
+use crate::encode::{Encoder, Truncate};
+use crate::error::{CaptureError, Result};
+use crate::prompts::{check_file, PromptReader};
+use crate::sites::select;
+
+/// Everything `tell capture` lets the user choose.
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    /// `--sites` names (empty: `resid_post`).
+    pub sites: Vec<String>,
+    /// `--layers` spec (`None`: all layers, or those named in full site names).
+    pub layers: Option<String>,
+    /// Stored positions.
+    pub positions: Positions,
+    /// Sequences per forward pass.
+    pub batch_size: usize,
+    /// Stored element type.
+    pub dtype: StoreDtype,
+    /// Continue the store in the output directory.
+    pub resume: bool,
+    /// Replace a store of another model or layout.
+    pub force: bool,
+    /// Records per shard (`None`: the store's default).
+    pub shard_records: Option<usize>,
+    /// Context-length policy (`None`: over-long prompts are errors).
+    pub truncate: Option<Truncate>,
+    /// Records per sorting window (`None`: 8 batches, 2 for `all` positions).
+    pub window: Option<usize>,
+    /// Render `text` prompts with the chat template (as `tell generate` does by default).
+    pub chat: bool,
+    /// System message for `text` prompts rendered as chats.
+    pub system: Option<String>,
+    /// Show a progress bar on stderr (only drawn when stderr is a terminal).
+    pub progress: bool,
+    /// Provenance kept in the manifest (e.g. the command line).
+    pub args: serde_json::Value,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        Self {
+            sites: Vec::new(),
+            layers: None,
+            positions: Positions::Last,
+            batch_size: 8,
+            dtype: StoreDtype::F32,
+            resume: false,
+            force: false,
+            shard_records: None,
+            truncate: None,
+            window: None,
+            chat: true,
+            system: None,
+            progress: false,
+            args: serde_json::Value::Null,
+        }
+    }
+}
+
+/// How a capture ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every prompt is in the store and the store is marked complete.
+    Complete,
+    /// Stopped on request after committing whole shards; `--resume` completes it.
+    Interrupted,
+}
+
+/// What a capture did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureReport {
+    /// The store directory.
+    pub dir: PathBuf,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Prompt lines in the file.
+    pub prompts: usize,
+    /// Records committed before this run (resume).
+    pub resumed_from: usize,
+    /// Records the store holds now.
+    pub records: usize,
+    /// Tokens of the records written by this run.
+    pub tokens: u64,
+    /// Seconds spent in the capture loop (model loading excluded).
+    pub seconds: f64,
+}
+
+impl CaptureReport {
+    /// Tokens per second of this run's capture loop.
+    pub fn tokens_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.tokens as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The model identity stored in the manifest: sha256 of the config and the tensor list with
+/// dtypes and shapes (cheap: no weight bytes are read, yet any other model differs).
+pub fn model_identity(ck: &Checkpoint) -> ModelIdentity {
+    let config = format!("{:?}", ck.config);
+    let tensors: String = ck
+        .source()
+        .describe()
+        .iter()
+        .map(|(name, m)| format!("{name} {} {:?}\n", m.dtype, m.shape))
+        .collect();
+    ModelIdentity {
+        name: ck.path.display().to_string(),
+        hash: model_hash(&[config.as_bytes(), tensors.as_bytes()]),
+    }
+}
+
+/// Installs a Ctrl-C handler and returns the flag it sets; a second Ctrl-C exits at once (the
+/// store stays resumable either way). Call once per process.
+pub fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            eprintln!(
+                "\ninterrupted twice: exiting now; rerun with --resume to complete the store"
+            );
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: stopping after the current shard (Ctrl-C again to exit now)");
+    })
+    .map_err(|e| CaptureError::Options(format!("cannot install the Ctrl-C handler: {e}")))?;
+    Ok(flag)
+}
+
+/// Captures `prompts` through the model at `model` into the store `out`, on the CPU backend.
+pub fn capture(
+    model: &Path,
+    prompts: &Path,
+    out: &Path,
+    opts: &CaptureOptions,
+    stop: &AtomicBool,
+) -> Result<CaptureReport> {
+    capture_on::<tell_llama::CpuBackend>(model, prompts, out, opts, stop, &Default::default())
+}
+
+/// Like [`capture`], on any burn backend and device.
+pub fn capture_on<B: Backend>(
+    model: &Path,
+    prompts: &Path,
+    out: &Path,
+    opts: &CaptureOptions,
+    stop: &AtomicBool,
+    device: &B::Device,
+) -> Result<CaptureReport> {
+    if opts.batch_size == 0 {
+        return Err(CaptureError::Options(
+            "--batch-size must be at least 1".into(),
+        ));
+    }
+    if opts.shard_records == Some(0) {
+        return Err(CaptureError::Options(
+            "--shard-records must be at least 1".into(),
+        ));
+    }
+    let ck = Checkpoint::open(model)?;
+    let cfg = ck.config.clone();
+    let selection = select(&opts.sites, opts.layers.as_deref(), cfg.num_layers)?;
+    // Every line is parsed and encoded once up front, so bad input fails before any model work
+    // and before the store is touched; only the ids are kept.
+    let summary = check_file(prompts)?;
+    let mut encoder = Encoder::new(
+        prompts,
+        cfg.max_position_embeddings,
+        cfg.vocab_size,
+        opts.truncate,
+    );
+    if summary.needs_tokenizer {
+        let tokenizer = match ck.gguf() {
+            Some(g) => tell_tokenizer::Tokenizer::from_gguf(g.tokenizer())?,
+            None => tell_tokenizer::Tokenizer::load(model)?,
+        };
+        encoder = encoder.with_tokenizer(tokenizer, opts.chat, opts.system.clone());
+    }
+    let ids = summary.ids;
+    for line in PromptReader::open(prompts)? {
+        encoder.encode(&line?)?;
+    }
+
+    let mut spec = StoreSpec::new(
+        model_identity(&ck),
+        selection.site_specs(cfg.hidden_size, cfg.vocab_size),
+        selection.layers.iter().map(|&l| l as u32).collect(),
+        opts.positions,
+        opts.dtype,
+    );
+    if let Some(n) = opts.shard_records {
+        spec.shard_records = n;
+    }
+    spec.tool_version = concat!("tell-capture ", env!("CARGO_PKG_VERSION")).to_string();
+    spec.args = opts.args.clone();
+    let mut writer = if opts.resume {
+        StoreWriter::resume(out, spec, opts.force)?
+    } else {
+        StoreWriter::create(out, spec, opts.force)?
+    };
+    let done = writer.completed_records();
+    check_resumed_ids(out, &ids, done, prompts)?;
+    let total = ids.len();
+    drop(ids);
+
+    let llama = Llama::<B>::from_weights(cfg, ck.source(), device)?;
+    drop(ck);
+    let sites = selection.sites();
+    let model_sites: Vec<_> = sites.iter().map(|(s, _)| *s).collect();
+    let keys: Vec<&SiteLayerKey> = sites.iter().map(|(_, k)| k).collect();
+    let window = opts.window.unwrap_or(
+        opts.batch_size
+            * if opts.positions == Positions::All {
+                2
+            } else {
+                8
+            },
+    );
+    let window = window.max(1);
+
+    let bar = progress_bar(opts.progress, total, done);
+    let start = Instant::now();
+    let mut tokens_done = 0u64;
+    let first_window = done / window * window;
+    let mut reader = PromptReader::open(prompts)?;
+    reader.skip_lines(first_window)?;
+    let mut next = first_window;
+    let mut interrupted = false;
+    loop {
+        let mut lines = Vec::with_capacity(window);
+        for line in reader.by_ref().take(window) {
+            lines.push(line?);
+        }
+        if lines.is_empty() {
+            break;
+        }
+        let base = next;
+        next += lines.len();
+        let mut encoded = Vec::with_capacity(lines.len());
+        let mut metas = Vec::with_capacity(lines.len());
+        for line in lines {
+            let e = encoder.encode(&line)?;
+            let mut meta = line.meta;
+            meta.n_tokens = e.tokens.len();
+            meta.n_response_tokens = e.n_response;
+            encoded.push(e.tokens);
+            metas.push(meta);
+        }
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| encoded[i].len());
+        // values[i][k]: record i's stored values for key k.
+        let mut values: Vec<Vec<Vec<f32>>> = vec![Vec::new(); encoded.len()];
+        for chunk in order.chunks(opts.batch_size) {
+            if chunk.iter().all(|&i| base + i < done) {
+                continue; // committed already; skipping does not change any other batch
+            }
+            let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
+            let batch = Batch::left_padded(&seqs, 0)?;
+            let mut output = llama.forward(&batch, &model_sites, Logits::None)?;
+            for (site, key) in &sites {
+                let tensor = output.captures.take(site).ok_or_else(|| {
+                    CaptureError::Tensor(format!("the model did not capture {site}"))
+                })?;
+                let width = tensor.dims()[2];
+                let data = tensor
+                    .into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .map_err(|e| CaptureError::Tensor(format!("{key}: {e:?}")))?;
+                for (b, &i) in chunk.iter().enumerate() {
+                    let row0 = b * batch.seq + batch.start(b);
+                    let block = &data[row0 * width..(b + 1) * batch.seq * width];
+                    let meta = &metas[i];
+                    let mut pooled = Vec::new();
+                    pool_into(
+                        opts.positions,
+                        block,
+                        width,
+                        meta.prompt_tokens(),
+                        meta.n_response_tokens,
+                        &mut pooled,
+                    )
+                    .map_err(|e| CaptureError::Prompt {
+                        path: prompts.to_path_buf(),
+                        line: base + i + 1,
+                        message: e.to_string(),
+                    })?;
+                    values[i].push(pooled);
+                }
+            }
+        }
+        for (i, (meta, vals)) in metas.into_iter().zip(values).enumerate() {
+            if base + i < done {
+                continue;
+            }
+            let n = meta.n_tokens as u64;
+            let pairs: Vec<(SiteLayerKey, &[f32])> = keys
+                .iter()
+                .zip(&vals)
+                .map(|(k, v)| ((*k).clone(), v.as_slice()))
+                .collect();
+            writer.push_record(meta, &pairs)?;
+            tokens_done += n;
+            bar.inc(1);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            bar.set_message(format!("{:.0} tokens/s", tokens_done as f64 / secs));
+        }
+        if stop.load(Ordering::SeqCst) && next < total {
+            writer.flush()?;
+            interrupted = true;
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let records = if interrupted {
+        writer.completed_records()
+    } else {
+        writer.finish()?.record_count
+    };
+    Ok(CaptureReport {
+        dir: out.to_path_buf(),
+        outcome: if interrupted {
+            Outcome::Interrupted
+        } else {
+            Outcome::Complete
+        },
+        prompts: total,
+        resumed_from: done,
+        records,
+        tokens: tokens_done,
+        seconds,
+    })
+}
+
+/// On resume, the committed records must be the first lines of this prompts file.
+fn check_resumed_ids(out: &Path, ids: &[String], done: usize, prompts: &Path) -> Result<()> {
+    if done == 0 {
+        return Ok(());
+    }
+    let rows = Store::open(out)?.records()?;
+    for row in rows.iter().take(done) {
+        let found = ids.get(row.index).map(String::as_str).unwrap_or("");
+        if found != row.meta.id {
+            return Err(CaptureError::ResumeMismatch {
+                path: out.to_path_buf(),
+                record: row.index,
+                line: row.index + 1,
+                stored: row.meta.id.clone(),
+                found: if row.index < ids.len() {
+                    found.to_string()
+                } else {
+                    format!("<none: {} has {} lines>", prompts.display(), ids.len())
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(enabled: bool, total: usize, done: usize) -> ProgressBar {
+    let target = if enabled && std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total as u64), target);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:40}] {pos}/{len} records  {msg}  eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_position(done as u64);
+    bar
+}

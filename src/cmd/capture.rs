@@ -1,0 +1,97 @@
+//! `tell capture MODEL --prompts FILE.jsonl --out DIR [--sites ...] [--layers ...] [--positions ...]`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use tell_capture::{capture, interrupt_flag, CaptureOptions, Outcome, Truncate};
+use tell_store::{Positions, StoreDtype};
+
+/// Arguments of `tell capture`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A checkpoint directory (config.json + safetensors) or a .gguf file.
+    model: PathBuf,
+    /// Prompt lines (JSONL): {"id", "tokens": [...]} | {"id", "text"} | {"id", "messages": [...]},
+    /// optional "response" (text or token ids); other fields go to records.csv.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// The store directory to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Sites: resid_post, resid_pre, resid_mid, attn_out, mlp_out, ln_final, logits, or full
+    /// names such as blocks.12.hook_resid_post.
+    #[arg(long, value_delimiter = ',', default_value = "resid_post")]
+    sites: Vec<String>,
+    /// Layers: all, or e.g. 0,4,8-12 (default: all, or those named in full site names).
+    #[arg(long)]
+    layers: Option<String>,
+    /// Positions: last, all, mean, response-mean or response-first.
+    #[arg(long, default_value = "last")]
+    positions: String,
+    /// Sequences per forward pass (left-padded).
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Stored dtype: f32, f16 or bf16 (the model computes in f32).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Continue the store in --out, skipping committed records.
+    #[arg(long)]
+    resume: bool,
+    /// Replace a store of another model or layout in --out.
+    #[arg(long)]
+    force: bool,
+    /// Records per shard (default 256).
+    #[arg(long)]
+    shard_records: Option<usize>,
+    /// Encode `text` prompts raw instead of rendering the chat template (as for tell generate).
+    #[arg(long)]
+    raw: bool,
+    /// A system message for `text` prompts rendered as chats.
+    #[arg(long)]
+    system: Option<String>,
+    /// Over-long prompts: cut on the left (oldest prompt tokens) or right (end); default: error.
+    #[arg(long)]
+    truncate: Option<String>,
+}
+
+/// Runs the capture and prints a summary.
+pub fn run(args: Args) -> Result<()> {
+    let opts = CaptureOptions {
+        sites: args.sites,
+        layers: args.layers,
+        positions: Positions::parse(&args.positions)?,
+        batch_size: args.batch_size,
+        dtype: StoreDtype::parse(&args.dtype)?,
+        resume: args.resume,
+        force: args.force,
+        shard_records: args.shard_records,
+        truncate: args.truncate.as_deref().map(Truncate::parse).transpose()?,
+        window: None,
+        chat: !args.raw,
+        system: args.system,
+        progress: true,
+        args: serde_json::json!(std::env::args().collect::<Vec<_>>()),
+    };
+    let stop = interrupt_flag()?;
+    let r = capture(&args.model, &args.prompts, &args.out, &opts, &stop)?;
+    eprintln!(
+        "captured {} records ({} tokens) in {:.2} s: {:.1} tokens/s; {} holds {} of {} records",
+        r.records - r.resumed_from,
+        r.tokens,
+        r.seconds,
+        r.tokens_per_second(),
+        r.dir.display(),
+        r.records,
+        r.prompts
+    );
+    if r.outcome == Outcome::Interrupted {
+        bail!(
+            "interrupted: {} of {} records are committed in {}; rerun the same command with \
+             --resume to complete it",
+            r.records,
+            r.prompts,
+            r.dir.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `tell generate MODEL (--prompt TEXT | --prompts FILE.jsonl --out FILE.jsonl) [options]`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use tell_capture::{prompt_tokens, respond_file, respond_tokens, PromptInput, RespondOptions};
+use tell_llama::{CpuBackend, GenerateOptions, Llama};
+use tell_tokenizer::Tokenizer;
+
+/// Arguments of `tell generate`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A checkpoint directory (with tokenizer files) or a .gguf file.
+    model: PathBuf,
+    /// One prompt to answer.
+    #[arg(long, conflicts_with = "prompts")]
+    prompt: Option<String>,
+    /// A system message for --prompt (chat mode).
+    #[arg(long)]
+    system: Option<String>,
+    /// Feed --prompt (and `text` lines) as raw text instead of rendering the chat template.
+    #[arg(long)]
+    raw: bool,
+    /// Render the chat template (the default; the opposite of --raw).
+    #[arg(long, conflicts_with = "raw")]
+    chat: bool,
+    /// A JSONL file of prompts: `{"id", "messages"}`, `{"id", "text"}` or `{"id", "tokens"}`.
+    #[arg(long, requires = "out")]
+    prompts: Option<PathBuf>,
+    /// Where --prompts' responses go (JSONL; every prompt field is carried through).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Most new tokens per response.
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass.
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Keep only the k most likely tokens.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop a response at this string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Prompts per batch for --prompts.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Print JSON (for --prompt).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Generates for one prompt or a file of prompts.
+pub fn run(args: Args) -> Result<()> {
+    let tokenizer = Tokenizer::load(&args.model)
+        .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
+    let model = Llama::<CpuBackend>::load(&args.model, &Default::default())?;
+    let opts = RespondOptions {
+        generate: GenerateOptions {
+            max_new_tokens: args.max_new_tokens,
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            seed: args.seed,
+            stop_tokens: Vec::new(),
+            pad_token: tokenizer.eos_token_id().unwrap_or(0),
+        },
+        stop_strings: args.stop.clone(),
+        batch_size: args.batch_size,
+        system: args.system.clone(),
+        chat: !args.raw,
+    };
+    if let (Some(prompts), Some(out)) = (&args.prompts, &args.out) {
+        let bar = indicatif::ProgressBar::new_spinner();
+        let start = std::time::Instant::now();
+        let report = respond_file(&model, &tokenizer, prompts, out, &opts, |done, new| {
+            let rate = new as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{done} prompts, {new} new tokens, {rate:.1} tokens/s"
+            ));
+        })?;
+        bar.finish_and_clear();
+        eprintln!(
+            "{} responses, {} new tokens -> {}",
+            report.prompts,
+            report.new_tokens,
+            out.display()
+        );
+        return Ok(());
+    }
+    let Some(text) = &args.prompt else {
+        bail!("give --prompt TEXT, or --prompts FILE.jsonl --out FILE.jsonl");
+    };
+    let ids = prompt_tokens(
+        &tokenizer,
+        &PromptInput::Text(text.clone()),
+        opts.chat,
+        opts.system.as_deref(),
+    )?;
+    let response = respond_tokens(&model, &tokenizer, &[ids], &opts)?
+        .pop()
+        .context("no response")?;
+    if args.json {
+        let v = serde_json::json!({
+            "response": response.text,
+            "response_tokens": response.tokens,
+            "prompt_tokens": response.prompt_tokens,
+            "finish_reason": response.finish,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{}", response.text);
+    }
+    Ok(())
+}
