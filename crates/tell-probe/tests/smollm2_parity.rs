@@ -162,3 +162,132 @@ fn smollm2_logistic_test_auroc_matches_sklearn() {
         assert!(cosine(&w, &c.coef) >= 0.999, "block {}", c.block);
     }
 }
+
+/// The same SmolLM2 activations written into an activation store and swept by
+/// `train_from_store` (what `tell probe train` runs): one metrics row per block x family, the
+/// middle block wins, the probe files name it.
+#[test]
+fn smollm2_store_sweep_picks_the_middle_block() {
+    use tell_probe::{train_from_store, ControlSource, CvOptions, Family, ProbeArtifact};
+    use tell_store::{
+        ModelIdentity, Positions, RecordMeta, SiteLayerKey, SiteSpec, StoreDtype, StoreSpec,
+        StoreWriter,
+    };
+    let d = dir();
+    let (Ok(bytes), Ok(json)) = (
+        std::fs::read(d.join("features.safetensors")),
+        std::fs::read_to_string(d.join("golden.json")),
+    ) else {
+        eprintln!("skipped: {} is missing", d.display());
+        return;
+    };
+    let g: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let blocks: Vec<u32> = g["layers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.parse().unwrap())
+        .collect();
+    let ints = |name: &str| -> Vec<i64> {
+        st.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    let (y, group) = (ints("y"), ints("group"));
+    let feats: Vec<Vec<f32>> = blocks
+        .iter()
+        .map(|b| {
+            st.tensor(&format!("x.{b}"))
+                .unwrap()
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+        .collect();
+    let dim = feats[0].len() / y.len();
+    let tmp = std::env::temp_dir().join(format!("tell-probe-smollm2-{}", std::process::id()));
+    let acts = tmp.join("acts");
+    let spec = StoreSpec::new(
+        ModelIdentity {
+            name: "SmolLM2-135M-Instruct (transformers)".into(),
+            hash: "0".repeat(64),
+        },
+        vec![SiteSpec::block("hook_resid_post", dim)],
+        blocks.clone(),
+        Positions::Last,
+        StoreDtype::F32,
+    );
+    let mut w = StoreWriter::create(&acts, spec, true).unwrap();
+    let mut labels = String::from("id,label\n");
+    for i in 0..y.len() {
+        let keys: Vec<(SiteLayerKey, &[f32])> = blocks
+            .iter()
+            .zip(&feats)
+            .map(|(&b, f)| {
+                (
+                    SiteLayerKey::new("hook_resid_post", b),
+                    &f[i * dim..(i + 1) * dim],
+                )
+            })
+            .collect();
+        let meta = RecordMeta {
+            id: format!("r{i}"),
+            query_id: format!("q{}", group[i]),
+            condition: "instructions".into(),
+            tier: "none".into(),
+            n_tokens: 1,
+            n_response_tokens: 0,
+            extra: vec![],
+        };
+        w.push_record(meta, &keys).unwrap();
+        labels.push_str(&format!("r{i},{}\n", y[i]));
+    }
+    w.finish().unwrap();
+    std::fs::write(tmp.join("labels.csv"), labels).unwrap();
+    let cfg = tell_probe::TrainConfig {
+        acts,
+        labels: tmp.join("labels.csv"),
+        label: "label".into(),
+        positive: None,
+        join_on: vec!["id".into()],
+        group_by: "query_id".into(),
+        families: vec![Family::Logreg, Family::Diffmean],
+        sites: None,
+        layers: None,
+        fit: FitOptions {
+            l2: L2::Fixed(g["lambda"].as_f64().unwrap()),
+            ..Default::default()
+        },
+        cv: CvOptions {
+            seeds: vec![0],
+            n_bootstrap: 200,
+            ..CvOptions::default()
+        },
+        control: ControlSource::None,
+        transfer_by: None,
+        out: tmp.join("out"),
+    };
+    let o = train_from_store(&cfg).unwrap();
+    assert_eq!(o.sweep.rows.len(), blocks.len() * 2);
+    assert_eq!((o.n_rows, o.n_groups), (y.len(), y.len() / 2));
+    for r in &o.sweep.rows {
+        eprintln!(
+            "block {:>2} {:<8} grouped 5-fold AUROC {:.4} [{:.4}, {:.4}]",
+            r.layer,
+            r.family.name(),
+            r.auroc,
+            r.auroc_lo,
+            r.auroc_hi
+        );
+    }
+    let best = o.sweep.best_row();
+    assert_eq!(best.layer, 15);
+    assert!(best.auroc > 0.99, "{best:?}");
+    let art = ProbeArtifact::load(tmp.join("out")).unwrap();
+    assert_eq!((art.meta.layer, art.meta.n_features), (15, dim));
+}
