@@ -36,7 +36,7 @@ fn main() {
 }
 
 fn bench<B: Backend>(
-    model_path: &PathBuf,
+    model_path: &std::path::Path,
     rows: &[Vec<u32>],
     batch: usize,
     new: usize,

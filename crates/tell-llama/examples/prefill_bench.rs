@@ -9,7 +9,13 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use tell_llama::{Batch, FlexBackend, Hook, Llama, Logits, NdArrayBackend, Site};
 
-fn run<B: Backend>(dir: &PathBuf, batch: usize, seq: usize, reps: usize, logits: bool) -> f64 {
+fn run<B: Backend>(
+    dir: &std::path::Path,
+    batch: usize,
+    seq: usize,
+    reps: usize,
+    logits: bool,
+) -> f64 {
     let device = Default::default();
     let model = Llama::<B>::load(dir, &device).expect("load");
     let cfg = model.config().clone();

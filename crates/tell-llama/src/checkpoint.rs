@@ -30,7 +30,7 @@ pub struct Checkpoint {
 
 enum Source {
     Safetensors(Weights),
-    Gguf(GgufSource),
+    Gguf(Box<GgufSource>),
 }
 
 impl Checkpoint {
@@ -42,7 +42,7 @@ impl Checkpoint {
                 path: path.to_owned(),
                 format: Format::Gguf,
                 config: source.config()?,
-                source: Source::Gguf(source),
+                source: Source::Gguf(Box::new(source)),
             });
         }
         if !path.is_dir() {
@@ -68,14 +68,14 @@ impl Checkpoint {
     pub fn source(&self) -> &dyn TensorSource {
         match &self.source {
             Source::Safetensors(w) => w,
-            Source::Gguf(g) => g,
+            Source::Gguf(g) => g.as_ref(),
         }
     }
 
     /// The GGUF file, when the checkpoint is one (for its embedded tokenizer).
     pub fn gguf(&self) -> Option<&GgufSource> {
         match &self.source {
-            Source::Gguf(g) => Some(g),
+            Source::Gguf(g) => Some(g.as_ref()),
             Source::Safetensors(_) => None,
         }
     }

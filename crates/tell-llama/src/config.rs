@@ -235,7 +235,7 @@ impl LlamaConfig {
 
         let num_heads = hf.num_attention_heads;
         let num_kv_heads = hf.num_key_value_heads.unwrap_or(num_heads);
-        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+        if num_heads == 0 || num_kv_heads == 0 || !num_heads.is_multiple_of(num_kv_heads) {
             return Err(bad(format!(
                 "num_attention_heads ({num_heads}) must be a positive multiple of num_key_value_heads ({num_kv_heads})"
             )));
@@ -243,7 +243,7 @@ impl LlamaConfig {
         let head_dim = match hf.head_dim {
             Some(d) => d,
             None => {
-                if hf.hidden_size % num_heads != 0 {
+                if !hf.hidden_size.is_multiple_of(num_heads) {
                     return Err(bad(format!(
                         "hidden_size {} is not divisible by num_attention_heads {num_heads}; give head_dim",
                         hf.hidden_size

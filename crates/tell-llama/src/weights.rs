@@ -48,7 +48,7 @@ impl Weights {
         if index.is_file() {
             Self::open_index(&index)
         } else if single.is_file() {
-            Self::open_files(&[single.clone()], single)
+            Self::open_files(std::slice::from_ref(&single), single.clone())
         } else {
             Err(Error::NoWeights {
                 path: dir.to_owned(),
