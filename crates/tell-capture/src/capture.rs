@@ -196,11 +196,16 @@ pub fn capture_on<B: Backend>(
         cfg.vocab_size,
         opts.truncate,
     );
-    if summary.needs_tokenizer {
+    if let Some(line) = summary.first_text_line {
         let tokenizer = match ck.gguf() {
-            Some(g) => tell_tokenizer::Tokenizer::from_gguf(g.tokenizer())?,
-            None => tell_tokenizer::Tokenizer::load(model)?,
-        };
+            Some(g) => tell_tokenizer::Tokenizer::from_gguf(g.tokenizer()),
+            None => tell_tokenizer::Tokenizer::load(model),
+        }
+        .map_err(|e| CaptureError::Prompt {
+            path: prompts.to_path_buf(),
+            line,
+            message: format!("text needs the model's tokenizer, which cannot be loaded: {e}"),
+        })?;
         encoder = encoder.with_tokenizer(tokenizer, opts.chat, opts.system.clone());
     }
     let ids = summary.ids;

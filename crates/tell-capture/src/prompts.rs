@@ -287,19 +287,22 @@ impl Iterator for PromptReader {
 pub struct PromptsSummary {
     /// Ids in file order (for the resume check).
     pub ids: Vec<String>,
-    /// Whether some line has text (prompt or response) that needs the tokenizer.
-    pub needs_tokenizer: bool,
+    /// The first line with text (prompt or response) that needs the tokenizer, if any.
+    pub first_text_line: Option<usize>,
 }
 
 /// Parses every line once without keeping them, so that a bad line fails the run before any
 /// model work.
 pub fn check_file(path: &Path) -> Result<PromptsSummary> {
     let mut ids = Vec::new();
-    let mut needs_tokenizer = false;
+    let mut first_text_line = None;
     for line in PromptReader::open(path)? {
         let line = line?;
-        needs_tokenizer |= !matches!(line.input, PromptInput::Tokens(_))
+        let text = !matches!(line.input, PromptInput::Tokens(_))
             || matches!(line.response, Some(ResponseInput::Text(_)));
+        if text && first_text_line.is_none() {
+            first_text_line = Some(line.line);
+        }
         ids.push(line.meta.id);
     }
     if ids.is_empty() {
@@ -309,7 +312,7 @@ pub fn check_file(path: &Path) -> Result<PromptsSummary> {
     }
     Ok(PromptsSummary {
         ids,
-        needs_tokenizer,
+        first_text_line,
     })
 }
 
