@@ -42,6 +42,8 @@ enum Command {
     Tokenize(cmd::tokenize::Args),
     /// Generate responses for one prompt or a JSONL file of prompts (KV cache, greedy or sampled).
     Generate(cmd::generate::Args),
+    /// Run a suite end to end: render, generate, score, stats, labels, capture, probes, report.md.
+    Run(cmd::run::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Store(args) => cmd::store::run(args),
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Generate(args) => cmd::generate::run(args),
+        Command::Run(args) => cmd::run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ pub mod generate;
 pub mod inspect;
 pub mod labels;
 pub mod probe;
+pub mod run;
 pub mod score;
 pub mod stats;
 pub mod store;

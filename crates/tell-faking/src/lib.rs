@@ -29,4 +29,4 @@ pub use scores::{
     read_responses, read_scores, score_all, score_file, score_one, write_csv, ResponseLine,
     ScoreRow,
 };
-pub use suite::{Condition, Generation, Suite, SuiteSpec, Tier, TierScheme};
+pub use suite::{CaptureSpec, Condition, Generation, Suite, SuiteSpec, Tier, TierScheme};

@@ -46,6 +46,44 @@ fn one() -> usize {
     1
 }
 
+/// Where `tell run` captures prompt activations (names as `tell capture` takes them; this crate
+/// keeps them as text so it needs no model code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSpec {
+    /// Sites, e.g. `resid_post` or `blocks.12.hook_resid_post`.
+    #[serde(default = "resid_post")]
+    pub sites: Vec<String>,
+    /// Layers: `all`, or e.g. `0,4,8-12`.
+    #[serde(default = "all_layers")]
+    pub layers: String,
+    /// Positions: `last`, `mean`, ... (`all` stores every token, which probes cannot use).
+    #[serde(default = "last")]
+    pub positions: String,
+}
+
+impl Default for CaptureSpec {
+    fn default() -> Self {
+        Self {
+            sites: resid_post(),
+            layers: all_layers(),
+            positions: last(),
+        }
+    }
+}
+
+fn resid_post() -> Vec<String> {
+    vec!["resid_post".to_owned()]
+}
+
+fn all_layers() -> String {
+    "all".to_owned()
+}
+
+fn last() -> String {
+    "last".to_owned()
+}
+
 /// One tier of a scheme: its name and the tag put in the user turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,6 +156,9 @@ pub struct SuiteSpec {
     pub vars: IndexMap<String, String>,
     /// Decoding settings.
     pub generation: Generation,
+    /// Activation capture settings for `tell run` (default: `resid_post`, all layers, `last`).
+    #[serde(default)]
+    pub capture: CaptureSpec,
     /// Tier schemes by name.
     pub tiers: IndexMap<String, TierScheme>,
     /// Query sets by name, all rendered.

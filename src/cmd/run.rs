@@ -1,0 +1,78 @@
+//! `tell run SUITE --model MODEL --out RUN [--limit N] [--max-new-tokens N] [--batch-size N]
+//! [--resume] [--force]`: every stage of a suite, chained (tell_run::run_suite).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use tell_run::{run_suite, Event, RunOptions};
+
+/// Arguments of `tell run`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The suite file (e.g. probes/alignment-faking/suite.toml).
+    suite: PathBuf,
+    /// A checkpoint directory or a .gguf file.
+    #[arg(long)]
+    model: PathBuf,
+    /// The run directory to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Keep at most N queries of each query set.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Override the suite's generation.max_new_tokens.
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+    /// Prompts per batch (generation and capture).
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Continue the run in --out: stages whose outputs exist are skipped.
+    #[arg(long)]
+    resume: bool,
+    /// Replace the run (of any suite) that --out holds.
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
+}
+
+/// Runs the suite and prints where the report is.
+pub fn run(args: Args) -> Result<()> {
+    let opts = RunOptions {
+        limit: args.limit,
+        max_new_tokens: args.max_new_tokens,
+        batch_size: args.batch_size,
+        resume: args.resume,
+        force: args.force,
+    };
+    let start = std::time::Instant::now();
+    let report = run_suite(
+        &args.suite,
+        &args.model,
+        &args.out,
+        &opts,
+        &mut |e| match e {
+            Event::Started(s) => {
+                eprintln!("[{:>6.0}s] {} ...", start.elapsed().as_secs_f64(), s.name())
+            }
+            Event::Finished(s, m) => eprintln!(
+                "[{:>6.0}s] {}: {m}",
+                start.elapsed().as_secs_f64(),
+                s.name()
+            ),
+            Event::Skipped(s, m) => eprintln!(
+                "[{:>6.0}s] {}: skipped: {m}",
+                start.elapsed().as_secs_f64(),
+                s.name()
+            ),
+            Event::Generating {
+                done,
+                total,
+                new_tokens,
+            } => eprintln!(
+                "[{:>6.0}s] generate: {done}/{total} responses, {new_tokens} new tokens",
+                start.elapsed().as_secs_f64()
+            ),
+        },
+    )?;
+    println!("report: {}", report.report.display());
+    Ok(())
+}
