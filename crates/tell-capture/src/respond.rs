@@ -13,6 +13,7 @@ use tell_llama::burn::tensor::backend::Backend;
 use tell_llama::{generate, Finish, GenerateOptions, Llama};
 use tell_tokenizer::Tokenizer;
 
+use crate::encode::render_prompt;
 use crate::error::{CaptureError, Result};
 use crate::prompts::{PromptInput, PromptLine, PromptReader};
 
@@ -65,34 +66,14 @@ pub struct RespondReport {
     pub new_tokens: usize,
 }
 
-/// The tokens a prompt renders to: token ids as given, text raw or as a one-turn chat, messages
-/// through the chat template with the generation prompt.
+/// The tokens a prompt renders to (the same rendering capture uses: [`render_prompt`]).
 pub fn prompt_tokens(
     tokenizer: &Tokenizer,
     input: &PromptInput,
     chat: bool,
     system: Option<&str>,
 ) -> Result<Vec<u32>> {
-    let tok_err = |e: tell_tokenizer::TokenizerError| CaptureError::Options(e.to_string());
-    match input {
-        PromptInput::Tokens(ids) => Ok(ids.clone()),
-        PromptInput::Text(text) if !chat => tokenizer.encode(text, true).map_err(tok_err),
-        PromptInput::Text(text) => {
-            let mut messages = Vec::new();
-            if let Some(s) = system {
-                messages.push(json!({"role": "system", "content": s}));
-            }
-            messages.push(json!({"role": "user", "content": text}));
-            tokenizer.encode_chat(&messages, true).map_err(tok_err)
-        }
-        PromptInput::Messages(msgs) => {
-            let messages: Vec<Value> = msgs
-                .iter()
-                .map(|m| json!({"role": m.role, "content": m.content}))
-                .collect();
-            tokenizer.encode_chat(&messages, true).map_err(tok_err)
-        }
-    }
+    render_prompt(tokenizer, input, chat, system).map_err(|e| CaptureError::Options(e.to_string()))
 }
 
 /// Generates for a batch of token sequences and decodes the results.
