@@ -56,12 +56,13 @@ impl<B: Backend> Linear<B> {
         let mut data = vec![0f32; d_in * d_out];
         let mut col = 0;
         for (name, out) in names {
-            let src = w.read_f32(name, &[*out, d_in])?;
-            for (o, row) in src.chunks_exact(d_in).enumerate() {
-                for (i, v) in row.iter().enumerate() {
-                    data[i * d_out + col + o] = *v;
-                }
-            }
+            transpose_into(
+                &mut data,
+                d_out,
+                col,
+                &w.read_f32(name, &[*out, d_in])?,
+                d_in,
+            );
             col += out;
         }
         Ok(Self {
@@ -73,11 +74,7 @@ impl<B: Backend> Linear<B> {
     /// view would be copied by every matrix product of burn-ndarray.
     pub fn from_out_in(values: &[f32], d_out: usize, d_in: usize, device: &B::Device) -> Self {
         let mut data = vec![0f32; d_in * d_out];
-        for (o, row) in values.chunks_exact(d_in).enumerate() {
-            for (i, v) in row.iter().enumerate() {
-                data[i * d_out + o] = *v;
-            }
-        }
+        transpose_into(&mut data, d_out, 0, values, d_in);
         Self {
             weight: Tensor::from_data(TensorData::new(data, [d_in, d_out]), device),
         }
@@ -90,6 +87,16 @@ impl<B: Backend> Linear<B> {
         x.reshape([b * t, d])
             .matmul(self.weight.clone())
             .reshape([b, t, out])
+    }
+}
+
+/// Writes `src` (`[rows, d_in]`, HF `[out, in]`) transposed into columns `col..col + rows` of
+/// `dst` (`[d_in, d_out]`).
+fn transpose_into(dst: &mut [f32], d_out: usize, col: usize, src: &[f32], d_in: usize) {
+    for (o, row) in src.chunks_exact(d_in).enumerate() {
+        for (i, v) in row.iter().enumerate() {
+            dst[i * d_out + col + o] = *v;
+        }
     }
 }
 
