@@ -180,6 +180,11 @@ pub fn write_prompts(path: &Path, lines: &[PromptLine]) -> Result<()> {
 
 /// Reads `prompts.jsonl` back; a bad line is an error naming its line number.
 pub fn read_prompts(path: &Path) -> Result<Vec<PromptLine>> {
+    read_jsonl(path)
+}
+
+/// Reads a JSONL file of `T`, skipping blank lines; a bad line is an error naming its number.
+pub(crate) fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {

@@ -2,14 +2,13 @@
 //! (query, condition, tier), its class and the evidence columns.
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::evidence::scan;
-use crate::render::{read_prompts, PromptLine};
+use crate::render::{read_jsonl, read_prompts, PromptLine};
 use crate::score::{judge, Class, Decision};
 
 /// One line of responses.jsonl, as the generation stage writes it.
@@ -104,16 +103,7 @@ pub fn score_one(prompt: &PromptLine, response: &ResponseLine) -> ScoreRow {
 
 /// Reads responses.jsonl; a bad line is an error naming its line number.
 pub fn read_responses(path: &Path) -> Result<Vec<ResponseLine>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(serde_json::from_str(&line).map_err(|e| Error::parse(path, i + 1, e))?);
-    }
-    Ok(out)
+    read_jsonl(path)
 }
 
 /// Scores every response of `responses` against `prompts`, in the responses' order.

@@ -120,17 +120,20 @@ impl<B: Backend> Llama<B> {
         &self.device
     }
 
-    /// Runs a left-padded batch, returning the requested logits and the values at `sites`.
-    pub fn forward(&self, batch: &Batch, sites: &[Site], logits: Logits) -> Result<Output<B>> {
-        let bias = attention_bias::<B>(batch, &self.device);
-        let step = Step {
+    /// The forward step of a whole left-padded batch (no cached tokens before it).
+    fn step_of<'a>(&self, batch: &'a Batch) -> Step<'a, B> {
+        Step {
             tokens: &batch.tokens,
             positions: &batch.positions,
             rows: batch.size(),
             seq: batch.seq,
-            bias,
-        };
-        self.run(step, None, sites, logits)
+            bias: attention_bias::<B>(batch, &self.device),
+        }
+    }
+
+    /// Runs a left-padded batch, returning the requested logits and the values at `sites`.
+    pub fn forward(&self, batch: &Batch, sites: &[Site], logits: Logits) -> Result<Output<B>> {
+        self.run(self.step_of(batch), None, sites, logits)
     }
 
     /// Runs the prompt of a generation: like [`Self::forward`], and returns the cache that
@@ -148,15 +151,7 @@ impl<B: Backend> Llama<B> {
                 .collect(),
             next: batch.lengths.clone(),
         };
-        let bias = attention_bias::<B>(batch, &self.device);
-        let step = Step {
-            tokens: &batch.tokens,
-            positions: &batch.positions,
-            rows: batch.size(),
-            seq: batch.seq,
-            bias,
-        };
-        let out = self.run(step, Some(&mut cache), sites, logits)?;
+        let out = self.run(self.step_of(batch), Some(&mut cache), sites, logits)?;
         Ok((out, cache))
     }
 
