@@ -81,6 +81,9 @@ struct TrainArgs {
     /// records.csv column (e.g. condition): train under each value, evaluate under each.
     #[arg(long)]
     transfer_by: Option<String>,
+    /// Leave out records with no row in the labels file (default: refuse them).
+    #[arg(long)]
+    skip_unlabelled: bool,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -158,6 +161,7 @@ fn train(a: TrainArgs) -> Result<()> {
             ..CvOptions::default()
         },
         control,
+        skip_unlabelled: a.skip_unlabelled,
         transfer_by: a.transfer_by,
         out: a.out,
     };

@@ -45,6 +45,9 @@ pub struct TrainConfig {
     pub cv: CvOptions,
     /// Control set for the recall@FPR threshold.
     pub control: ControlSource,
+    /// Leave out records the labels file has no row for, instead of refusing them; for probes
+    /// on a subset of a store (e.g. only the queries faked under a baseline).
+    pub skip_unlabelled: bool,
     /// records.csv column whose values define the transfer matrix subsets (e.g. `condition`).
     pub transfer_by: Option<String>,
     /// Output directory.
@@ -92,14 +95,17 @@ fn select_rows(cfg: &TrainConfig, records: &[RecordRow]) -> Result<Rows> {
             reason: format!("no record matches --control-where {}", cfg.control.name()),
         });
     }
-    let train: Vec<usize> = (0..records.len()).filter(|&i| !is_control[i]).collect();
-    let recs: Vec<&RecordRow> = train.iter().map(|&i| &records[i]).collect();
     let table = read_labels(
         &cfg.labels,
         &cfg.join_on,
         &cfg.label,
         cfg.positive.as_deref(),
     )?;
+    let train: Vec<usize> = (0..records.len())
+        .filter(|&i| !is_control[i])
+        .filter(|&i| !cfg.skip_unlabelled || table.get(&records[i].meta).is_some())
+        .collect();
+    let recs: Vec<&RecordRow> = train.iter().map(|&i| &records[i]).collect();
     let labels = join_labels(&table, &recs)?;
     let n_pos = labels.iter().filter(|&&l| l).count();
     if n_pos == 0 || n_pos == labels.len() {

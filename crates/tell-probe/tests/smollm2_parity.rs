@@ -269,6 +269,7 @@ fn smollm2_store_sweep_picks_the_middle_block() {
             ..CvOptions::default()
         },
         control: ControlSource::None,
+        skip_unlabelled: false,
         transfer_by: None,
         out: tmp.join("out"),
     };

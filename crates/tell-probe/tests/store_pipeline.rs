@@ -36,6 +36,7 @@ fn config(acts: PathBuf, labels: PathBuf, out: PathBuf) -> TrainConfig {
             column: "condition".into(),
             value: "benign".into(),
         },
+        skip_unlabelled: false,
         transfer_by: Some("condition".into()),
         out,
     }
@@ -143,6 +144,25 @@ fn bad_inputs_name_their_cause() {
         }
         other => panic!("{other:?}"),
     }
+    // The same file with skip_unlabelled: the three records are left out, not refused.
+    let mixed: Vec<(String, &str)> = labelled[3..]
+        .iter()
+        .map(|r| {
+            let l = if r.label == Some(true) {
+                "deep"
+            } else {
+                "shallow"
+            };
+            (r.id.clone(), l)
+        })
+        .collect();
+    let mut cfg = config(acts.clone(), write("mixed.csv", &mixed), dir.join("o0"));
+    cfg.skip_unlabelled = true;
+    cfg.transfer_by = None;
+    let o = train_from_store(&cfg).unwrap();
+    assert_eq!(o.n_rows, 77);
+    // q0's two records and q1-baseline went: 39 queries remain.
+    assert_eq!(o.n_groups, 39);
     // One class.
     let all: Vec<(String, &str)> = labelled.iter().map(|r| (r.id.clone(), "deep")).collect();
     let e = train_from_store(&config(

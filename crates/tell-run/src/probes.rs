@@ -104,6 +104,7 @@ pub fn train(
             ..CvOptions::default()
         },
         control: ControlSource::None,
+        skip_unlabelled: false,
         transfer_by: None,
         out: out.to_owned(),
     };
