@@ -13,6 +13,7 @@
 //! (score, stats, labels) and the report are always recomputed: they take milliseconds and so
 //! follow any change of the scorer.
 
+mod depth;
 pub mod error;
 pub mod outdir;
 mod probes;
@@ -30,6 +31,7 @@ use tell_llama::{Checkpoint, CpuBackend, GenerateOptions, Llama};
 use tell_store::{Positions, Store, StoreDtype};
 use tell_tokenizer::Tokenizer;
 
+pub use depth::DepthProbe;
 pub use error::{Result, RunError};
 pub use outdir::{RunIdentity, Start};
 pub use probes::ProbeOutcome;
@@ -80,6 +82,8 @@ pub enum Stage {
     Capture,
     /// acts + labels -> probes/
     Probes,
+    /// acts + labels -> depth/ (shallow-vs-deep probes per mitigation)
+    Depth,
     /// everything -> report.md
     Report,
 }
@@ -95,6 +99,7 @@ impl Stage {
             Stage::Labels => "labels",
             Stage::Capture => "capture",
             Stage::Probes => "probes",
+            Stage::Depth => "depth",
             Stage::Report => "report",
         }
     }
@@ -145,6 +150,8 @@ pub struct RunReport {
     pub records: usize,
     /// Probe result or why there is none.
     pub probes: ProbeOutcome,
+    /// Shallow-vs-deep probes, one per mitigation.
+    pub depth: Vec<DepthProbe>,
 }
 
 /// Runs every stage of `suite` on `model` into `out`; see the crate docs for resume rules and
@@ -345,6 +352,23 @@ pub fn run_suite(
         p
     };
 
+    // depth: recomputed every time, like the tables (a few small sweeps)
+    progress(Event::Started(Stage::Depth));
+    let depth_dir = out.join(outdir::DEPTH);
+    let depth = depth::train_all(&acts, &labels, &depth_dir)?;
+    let trained = depth
+        .iter()
+        .filter(|d| matches!(d.probe, ProbeOutcome::Trained { .. }))
+        .count();
+    progress(Event::Finished(
+        Stage::Depth,
+        format!(
+            "{trained} of {} mitigations probed -> {}",
+            depth.len(),
+            depth_dir.display()
+        ),
+    ));
+
     let mut run = RunReport {
         out: out.to_owned(),
         report: out.join(outdir::REPORT),
@@ -357,6 +381,7 @@ pub fn run_suite(
         labels,
         records,
         probes: probe,
+        depth,
     };
     let md = report::markdown(&loaded, &identity, &run);
     outdir::write_atomic(&run.report, md.as_bytes())?;

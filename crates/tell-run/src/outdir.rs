@@ -31,6 +31,8 @@ pub const LABELS: &str = "labels.csv";
 pub const ACTS: &str = "acts";
 /// Probe sweep output.
 pub const PROBES: &str = "probes";
+/// Shallow-vs-deep probes, one folder per mitigation (and its shuffled-label control).
+pub const DEPTH: &str = "depth";
 /// The human-readable summary.
 pub const REPORT: &str = "report.md";
 /// What the run is of.
@@ -38,7 +40,7 @@ pub const RUN_JSON: &str = "run.json";
 
 /// Every name a run writes (what `--force` removes).
 pub const OUTPUTS: &[&str] = &[
-    PROMPTS, RESPONSES, SCORES, BEHAVIOR, LABELS, ACTS, PROBES, REPORT, RUN_JSON,
+    PROMPTS, RESPONSES, SCORES, BEHAVIOR, LABELS, ACTS, PROBES, DEPTH, REPORT, RUN_JSON,
 ];
 
 /// What a run directory holds a run of; two runs with equal identities share their files.

@@ -33,7 +33,7 @@ pub enum ProbeOutcome {
 }
 
 /// Folds of the grouped cross-validation (tell-probe's default).
-const FOLDS: usize = 5;
+pub(crate) const FOLDS: usize = 5;
 
 /// Trains probes from `acts` and `labels_csv` into `out`, or says why it cannot.
 pub fn train(
@@ -88,11 +88,25 @@ pub fn train(
             groups.len()
         )));
     }
+    sweep(acts, labels_csv, "faking", "yes", false, out)
+}
+
+/// Sweeps probes of `label == positive` (labels joined on query and condition, CV grouped by
+/// query) over every layer of `acts` into `out`. With `skip_unlabelled`, records without a label
+/// row are left out. A one-class or too-small set is a skip, not an error.
+pub(crate) fn sweep(
+    acts: &Path,
+    labels_csv: &Path,
+    label: &str,
+    positive: &str,
+    skip_unlabelled: bool,
+    out: &Path,
+) -> Result<ProbeOutcome> {
     let cfg = TrainConfig {
         acts: acts.to_owned(),
         labels: labels_csv.to_owned(),
-        label: "faking".into(),
-        positive: Some("yes".into()),
+        label: label.into(),
+        positive: Some(positive.into()),
         join_on: vec!["query_id".into(), "condition".into()],
         group_by: "query_id".into(),
         families: Family::ALL.to_vec(),
@@ -104,7 +118,7 @@ pub fn train(
             ..CvOptions::default()
         },
         control: ControlSource::None,
-        skip_unlabelled: false,
+        skip_unlabelled,
         transfer_by: None,
         out: out.to_owned(),
     };
@@ -113,7 +127,8 @@ pub fn train(
             best: Box::new(o.sweep.best_row().clone()),
             combinations: o.sweep.rows.len(),
         }),
-        // The checks above mirror these; should the trainer count differently, it is still a skip.
+        // The callers' checks mirror these; should the trainer count differently, it is still a
+        // skip.
         Err(e @ (ProbeError::OneClass { .. } | ProbeError::TooFewGroups { .. })) => {
             Ok(ProbeOutcome::Skipped(e.to_string()))
         }

@@ -146,6 +146,7 @@ pub fn markdown(suite: &Suite, id: &RunIdentity, run: &RunReport) -> String {
             let _ = writeln!(s, "Skipped: {why}.");
         }
     }
+    depth_section(&mut s, run);
     let _ = writeln!(s, "\n## Files\n");
     let probes = match run.probes {
         ProbeOutcome::Trained { .. } => "metrics, plots, best probe per family",
@@ -179,10 +180,62 @@ pub fn markdown(suite: &Suite, id: &RunIdentity, run: &RunReport) -> String {
             ),
         ),
         (outdir::PROBES, probes.to_owned()),
+        (
+            outdir::DEPTH,
+            "shallow-vs-deep probes per mitigation and their shuffled-label controls".to_owned(),
+        ),
     ] {
         let _ = writeln!(s, "- `{}`: {what}", run.out.join(name).display());
     }
     s
+}
+
+/// The header row of the shallow-vs-deep table (tests look for it).
+pub const DEPTH_HEADER: &str = "| mitigation | baseline | shallow / deep queries | best layer | family | AUROC [95% CI] | shuffled-label control AUROC |";
+
+fn depth_section(s: &mut String, run: &RunReport) {
+    let _ = writeln!(s, "\n## Shallow vs deep\n");
+    if run.depth.is_empty() {
+        let _ = writeln!(
+            s,
+            "The suite has no mitigation (no condition names a baseline)."
+        );
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "Among the queries faked under a baseline: do the activations of the baseline prompts \
+         (both tiers, grouped by query) separate those whose faking survives the mitigation \
+         (deep, positive) from those it suppresses (shallow)? The control is the same sweep on \
+         labels shuffled across queries, read at the real probe's layer and family; it should \
+         sit near 0.5. Per-layer tables: `depth/<mitigation>/metrics.csv`.\n"
+    );
+    let _ = writeln!(s, "{DEPTH_HEADER}");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for d in &run.depth {
+        let (layer, family, auroc) = match &d.probe {
+            ProbeOutcome::Trained { best, .. } => (
+                format!("{} ({})", best.layer, best.site),
+                best.family.name().to_owned(),
+                format!(
+                    "{} [{}, {}]",
+                    num(best.auroc, 4),
+                    num(best.auroc_lo, 4),
+                    num(best.auroc_hi, 4)
+                ),
+            ),
+            ProbeOutcome::Skipped(why) => ("-".into(), "-".into(), format!("skipped: {why}")),
+        };
+        let control = match &d.control {
+            ProbeOutcome::Trained { best, .. } => num(best.auroc, 4),
+            ProbeOutcome::Skipped(_) => "-".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} / {} | {layer} | {family} | {auroc} | {control} |",
+            d.mitigation, d.baseline, d.shallow, d.deep
+        );
+    }
 }
 
 /// Grouping label rows by condition in first-appearance order, without another dependency.

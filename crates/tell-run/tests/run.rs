@@ -95,6 +95,18 @@ fn mini_suite_end_to_end_then_resume() {
         assert!(md.contains(cond), "{cond} missing from:\n{md}");
     }
     assert!(md.contains("## Probes\n\nSkipped: "), "{md}");
+    // One mitigation (duty, against baseline): its depth probe has a row saying why it is skipped.
+    assert_eq!(r.depth.len(), 1);
+    assert_eq!(
+        (r.depth[0].mitigation.as_str(), r.depth[0].baseline.as_str()),
+        ("duty", "baseline")
+    );
+    assert!(matches!(
+        r.depth[0].probe,
+        tell_run::ProbeOutcome::Skipped(_)
+    ));
+    assert!(md.contains(tell_run::report::DEPTH_HEADER), "{md}");
+    assert!(md.contains("| duty | baseline | "), "{md}");
     assert!(md.contains(&out.join("acts").display().to_string()));
     assert!(events.contains(&Event::Started(Stage::Generate)));
 
