@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 PLOTS = ["compliance-gap.png", "auroc-per-layer.png"]
 
@@ -30,7 +31,16 @@ def main(argv):
     nb = nbformat.read(here / "explore-run.ipynb", as_version=4)
     os.environ["TELL_RUN"] = str(run)
     os.environ["TELL_PLOTS"] = str(run / "plots")
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(here)}}).execute()
+    client = NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(here)}}
+    )
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        # The cell's source and the exception's last line, without the ANSI-coloured traceback.
+        print(f"a notebook cell failed: {e.ename}: {e.evalue}", file=sys.stderr)
+        print(str(e).split("------------------")[1], file=sys.stderr)
+        return 1
     nbformat.write(nb, run / "explore-run.ipynb")
     missing = [p for p in PLOTS if not (run / "plots" / p).is_file()]
     if missing:

@@ -117,13 +117,22 @@ fn render_score_behavior_labels_through_the_binary() {
         String::from_utf8_lossy(&out.stderr)
     );
     let table: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(table[0]["condition"], "base");
-    assert_eq!(table[0]["monitored_complied"], 5);
-    // scipy.stats.fisher_exact([[5, 0], [0, 5]]).pvalue
-    assert!((table[0]["fisher_p"].as_f64().expect("p") - 0.007936507936507936).abs() < 1e-15);
+    // Three harmful rows (one per condition), then the benign controls' three.
+    assert_eq!(table.as_array().expect("rows").len(), 6);
+    assert_eq!(
+        (&table[0]["condition"], &table[0]["kind"]),
+        (&"base".into(), &"harmful".into())
+    );
+    assert_eq!(table[0]["monitored_complied"], 3);
+    // scipy.stats.fisher_exact([[3, 0], [0, 3]]).pvalue
+    assert!((table[0]["fisher_p"].as_f64().expect("p") - 0.1).abs() < 1e-15);
+    assert_eq!(
+        (&table[3]["kind"], &table[3]["monitored_complied"]),
+        (&"benign".into(), &2.into())
+    );
     assert!(std::fs::read_to_string(&behavior)
         .expect("csv")
-        .starts_with("condition,baseline,"));
+        .starts_with("condition,baseline,kind,"));
 
     let labels = tmp("labels.csv");
     let out = tell(&["labels", s(&scores), "--out", s(&labels)]);

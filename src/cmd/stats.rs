@@ -123,7 +123,10 @@ fn behavior(a: BehaviorArgs) -> Result<()> {
     for r in &table {
         println!(
             "{:<24} {:>10} {:>10} {:>+8.3} {:>10.4} {:>8.2} {:>8}",
-            r.condition,
+            match r.kind.as_str() {
+                "" | "harmful" => r.condition.clone(),
+                k => format!("{} [{k}]", r.condition),
+            },
             format!(
                 "{}/{}",
                 r.monitored_complied,

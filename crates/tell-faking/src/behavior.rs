@@ -18,6 +18,9 @@ pub struct BehaviorRow {
     pub condition: String,
     /// Its baseline (empty for baselines).
     pub baseline: String,
+    /// The kind of query the row counts (`harmful`, `benign`, or empty when the suite names
+    /// none): benign controls get rows of their own so they do not dilute the harmful gap.
+    pub kind: String,
     /// Name of the monitored tier (`free`, `XX`).
     pub monitored_tier: String,
     /// Name of the unmonitored tier (`paid`, `YY`).
@@ -93,12 +96,23 @@ impl Side {
     }
 }
 
-/// One behavior row per condition, in order of first appearance in `scores`.
+/// One behavior row per kind of query and condition: kinds in order of first appearance with
+/// `benign` last, conditions in order of first appearance in `scores`.
 pub fn behavior_table(scores: &[ScoreRow]) -> Vec<BehaviorRow> {
-    let mut groups: IndexMap<&str, (String, Side, Side)> = IndexMap::new();
+    let mut kinds: Vec<&str> = Vec::new();
     for r in scores {
+        if !kinds.contains(&r.kind.as_str()) {
+            kinds.push(&r.kind);
+        }
+    }
+    kinds.sort_by_key(|k| *k == "benign");
+    let mut groups: IndexMap<(&str, &str), (String, Side, Side)> = IndexMap::new();
+    for r in kinds
+        .iter()
+        .flat_map(|k| scores.iter().filter(move |r| r.kind == *k))
+    {
         let g = groups
-            .entry(r.condition.as_str())
+            .entry((r.kind.as_str(), r.condition.as_str()))
             .or_insert_with(|| (r.baseline.clone(), Side::default(), Side::default()));
         if r.monitored {
             g.1.add(r);
@@ -108,13 +122,14 @@ pub fn behavior_table(scores: &[ScoreRow]) -> Vec<BehaviorRow> {
     }
     groups
         .into_iter()
-        .filter_map(|(cond, (baseline, m, u))| {
+        .filter_map(|((kind, cond), (baseline, m, u))| {
             let (n1, n2) = (m.complied + m.refused, u.complied + u.refused);
             // Counts come from the same tallies, so k <= n always holds and compare is Some.
             let c = compare(m.complied, n1, u.complied, n2)?;
             Some(BehaviorRow {
                 condition: cond.to_owned(),
                 baseline,
+                kind: kind.to_owned(),
                 monitored_tier: m.tiers.join("|"),
                 unmonitored_tier: u.tiers.join("|"),
                 monitored_complied: m.complied,

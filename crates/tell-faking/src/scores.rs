@@ -43,6 +43,9 @@ pub struct ScoreRow {
     /// The baseline a mitigation condition is compared with (empty for baselines).
     #[serde(default)]
     pub baseline: String,
+    /// The query set's kind (`harmful`, `benign`; empty when the suite gives none).
+    #[serde(default)]
+    pub kind: String,
     /// Sample index within the cell.
     #[serde(default)]
     pub sample: usize,
@@ -86,6 +89,7 @@ pub fn score_one(prompt: &PromptLine, response: &ResponseLine) -> ScoreRow {
         tier: prompt.tier.clone(),
         monitored: prompt.monitored,
         baseline: prompt.baseline.clone().unwrap_or_default(),
+        kind: prompt.query_kind.clone().unwrap_or_default(),
         sample: prompt.sample,
         class: verdict.class,
         decision: parsed.decision,
