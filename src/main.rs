@@ -44,6 +44,8 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Run a suite end to end: render, generate, score, stats, labels, capture, probes, report.md.
     Run(cmd::run::Args),
+    /// The planted model organism: `tell organism corpus|train`.
+    Organism(cmd::organism::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Organism(args) => cmd::organism::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ pub mod forward;
 pub mod generate;
 pub mod inspect;
 pub mod labels;
+pub mod organism;
 pub mod probe;
 pub mod run;
 pub mod score;
