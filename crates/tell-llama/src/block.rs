@@ -1,8 +1,11 @@
 //! One decoder block: RMSNorm, grouped-query attention with RoPE, SwiGLU MLP.
 
-use burn::tensor::{activation, backend::Backend, Tensor, TensorData};
+use std::borrow::Cow;
+
+use burn::tensor::{activation, backend::Backend, Int, Tensor, TensorData};
 
 use crate::config::LlamaConfig;
+use crate::cpu::{self, HostF32};
 use crate::error::Result;
 use crate::rope;
 use crate::weights::{load_tensor, TensorSource};
@@ -37,15 +40,23 @@ impl<B: Backend> RmsNorm<B> {
     }
 }
 
-/// A bias-free linear map stored as `[in, out]` so that `x @ w` needs no transpose.
+/// A bias-free linear map.
+///
+/// On the `flex` CPU backend the weight keeps Hugging Face's `[out, in]` layout: products of a few
+/// rows (decoding) stream it with [`cpu::small_matmul_t`], larger ones hand `gemm` its transposed
+/// view (`gemm` packs it either way). On other backends it is stored as `[in, out]`, so that
+/// `x @ w` needs no transposed view (burn-ndarray would copy one in every product).
 #[derive(Debug, Clone)]
 pub struct Linear<B: Backend> {
     weight: Tensor<B, 2>,
+    /// The `[out, in]` weight's storage on `flex` (shared with `weight`, not a copy).
+    host: Option<HostF32>,
+    d_out: usize,
 }
 
 impl<B: Backend> Linear<B> {
-    /// Loads HF `[out, in]` weights named `names`, transposes them and stacks them along the
-    /// output dimension, so that q/k/v (or gate/up) become one matrix product.
+    /// Loads HF `[out, in]` weights named `names` and stacks them along the output dimension, so
+    /// that q/k/v (or gate/up) become one matrix product.
     pub fn load_fused(
         w: &dyn TensorSource,
         names: &[(String, usize)],
@@ -53,40 +64,76 @@ impl<B: Backend> Linear<B> {
         device: &B::Device,
     ) -> Result<Self> {
         let d_out: usize = names.iter().map(|(_, o)| o).sum();
-        let mut data = vec![0f32; d_in * d_out];
-        let mut col = 0;
+        let mut data = Vec::with_capacity(d_in * d_out);
         for (name, out) in names {
-            transpose_into(
-                &mut data,
-                d_out,
-                col,
-                &w.read_f32(name, &[*out, d_in])?,
-                d_in,
-            );
-            col += out;
+            data.extend_from_slice(&w.read_f32(name, &[*out, d_in])?);
         }
-        Ok(Self {
-            weight: Tensor::from_data(TensorData::new(data, [d_in, d_out]), device),
-        })
+        Ok(Self::from_out_in(data, d_out, d_in, device))
     }
 
-    /// Builds the map from HF-layout `[out, in]` values, transposed on the host: a transposed
-    /// view would be copied by every matrix product of burn-ndarray.
-    pub fn from_out_in(values: &[f32], d_out: usize, d_in: usize, device: &B::Device) -> Self {
+    /// Builds the map from HF-layout `[out, in]` values.
+    pub fn from_out_in(values: Vec<f32>, d_out: usize, d_in: usize, device: &B::Device) -> Self {
+        if cpu::is_flex::<B>() {
+            return Self::from_out_in_tensor(Tensor::from_data(
+                TensorData::new(values, [d_out, d_in]),
+                device,
+            ));
+        }
         let mut data = vec![0f32; d_in * d_out];
-        transpose_into(&mut data, d_out, 0, values, d_in);
+        transpose_into(&mut data, d_out, 0, &values, d_in);
         Self {
             weight: Tensor::from_data(TensorData::new(data, [d_in, d_out]), device),
+            host: None,
+            d_out,
+        }
+    }
+
+    /// The map whose `[out, in]` weight is `weight` (a tied LM head is the token embedding): on
+    /// `flex` it shares the tensor's storage; elsewhere the transposed weight is a new tensor.
+    pub fn from_out_in_tensor(weight: Tensor<B, 2>) -> Self {
+        let [d_out, d_in] = weight.dims();
+        match HostF32::of(&weight) {
+            Some(host) => Self {
+                weight,
+                host: Some(host),
+                d_out,
+            },
+            None => {
+                let device = weight.device();
+                let values = weight.into_data().convert::<f32>();
+                let values = values.as_slice::<f32>().expect("f32 weights");
+                let mut data = vec![0f32; d_in * d_out];
+                transpose_into(&mut data, d_out, 0, values, d_in);
+                Self {
+                    weight: Tensor::from_data(TensorData::new(data, [d_in, d_out]), &device),
+                    host: None,
+                    d_out,
+                }
+            }
         }
     }
 
     /// `x @ w` over `[batch, seq, in]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
-        let out = self.weight.dims()[1];
-        x.reshape([b * t, d])
-            .matmul(self.weight.clone())
-            .reshape([b, t, out])
+        let (m, out) = (b * t, self.d_out);
+        match &self.host {
+            Some(w) if m <= cpu::SMALL_ROWS => {
+                let device = x.device();
+                let x = x.into_data().convert::<f32>();
+                let x = x.as_slice::<f32>().expect("f32 activations");
+                let y = cpu::small_matmul_t(x, m, d, w.values(), out);
+                Tensor::from_data(TensorData::new(y, [b, t, out]), &device)
+            }
+            Some(_) => x
+                .reshape([m, d])
+                .matmul(self.weight.clone().transpose())
+                .reshape([b, t, out]),
+            None => x
+                .reshape([m, d])
+                .matmul(self.weight.clone())
+                .reshape([b, t, out]),
+        }
     }
 }
 
@@ -152,9 +199,46 @@ impl<B: Backend> Attention<B> {
         bias: &Tensor<B, 4>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
-        let [b, t, _] = x.dims();
-        let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let qkv = self.qkv.forward(x);
+        let host = (HostF32::of(&qkv), [cos, sin, bias].map(HostF32::of));
+        let ctx = match host {
+            (Some(qkv_h), [Some(cos), Some(sin), Some(bias)]) => {
+                let [b, t, _] = qkv.dims();
+                let device = qkv.device();
+                drop(qkv);
+                let values = [qkv_h.values(), cos.values(), sin.values(), bias.values()];
+                self.context_host(values, b, t, cache, &device)
+            }
+            _ => self.context(qkv, cos, sin, bias, cache),
+        };
+        self.o.forward(ctx)
+    }
+
+    fn heads(&self, batch: usize, seq: usize) -> cpu::Heads {
+        cpu::Heads {
+            batch,
+            seq,
+            heads: self.num_heads,
+            kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+        }
+    }
+
+    fn scale(&self) -> f64 {
+        1.0 / (self.head_dim as f64).sqrt()
+    }
+
+    /// The attention context (`[batch, seq, heads * head_dim]`) with burn's ops.
+    fn context(
+        &self,
+        qkv: Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+        bias: &Tensor<B, 4>,
+        cache: Option<&mut LayerCache<B>>,
+    ) -> Tensor<B, 3> {
+        let [b, t, _] = qkv.dims();
+        let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let split = |from: usize, heads: usize| {
             qkv.clone()
                 .slice([0..b, 0..t, from..from + heads * hd])
@@ -166,35 +250,262 @@ impl<B: Backend> Attention<B> {
         let v = split((h + kvh) * hd, kvh);
         let (k, v) = match cache {
             None => (k, v),
-            Some(slot) => {
-                let (k, v) = match slot.take() {
-                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-                    None => (k, v),
-                };
-                *slot = Some((k.clone(), v.clone()));
-                (k, v)
-            }
+            Some(slot) => slot.append(k, v),
         };
-        let (k, v) = (repeat_kv(k, h / kvh), repeat_kv(v, h / kvh));
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt()) + bias.clone();
-        let probs = activation::softmax(scores, 3);
-        let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, t, h * hd]);
-        self.o.forward(ctx)
+        // Grouped-query attention without copying keys and values for every query head: the
+        // `groups` query heads that share a key/value head (heads `kv * groups ..`, as in
+        // transformers' `repeat_kv`) are stacked along the query axis of that head.
+        let groups = h / kvh;
+        let s = k.dims()[2];
+        let q = q.reshape([b, kvh, groups * t, hd]);
+        let scores = q.matmul(k.swap_dims(2, 3)) * self.scale();
+        let scores = scores.reshape([b, kvh, groups, t, s]) + bias.clone().unsqueeze_dim::<5>(1);
+        let probs = activation::softmax(scores, 4).reshape([b, kvh, groups * t, s]);
+        probs
+            .matmul(v)
+            .reshape([b, h, t, hd])
+            .swap_dims(1, 2)
+            .reshape([b, t, h * hd])
+    }
+
+    /// [`Self::context`] on host memory (the `flex` backend), from the values of the fused q/k/v
+    /// product and of `cos`, `sin` and `bias`; the cache keeps its keys and values on the host.
+    fn context_host(
+        &self,
+        [qkv, cos, sin, bias]: [&[f32]; 4],
+        b: usize,
+        t: usize,
+        cache: Option<&mut LayerCache<B>>,
+        device: &B::Device,
+    ) -> Tensor<B, 3> {
+        let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let heads = self.heads(b, t);
+        let (q, k, v) = cpu::rope_split(qkv, heads, cos, sin);
+        let scale = self.scale() as f32;
+        let (k, v, cap, len) = match cache {
+            Some(slot) => {
+                let (k, v, cap, len) = slot.append_host(&k, &v, heads);
+                (Cow::Borrowed(k), Cow::Borrowed(v), cap, len)
+            }
+            None => (Cow::Owned(k), Cow::Owned(v), t, t),
+        };
+        if t <= HOST_ATTENTION_MAX_SEQ {
+            let ctx = cpu::attend(&q, &k, &v, cap, len, bias, heads, scale);
+            return cpu::tensor(ctx, [b, t, h * hd], device);
+        }
+        // Many query positions (a long prompt): the score and context products go to `gemm`.
+        let groups = h / kvh;
+        let prefix = |x: &[f32]| {
+            if cap == len {
+                return x.to_vec();
+            }
+            x.chunks_exact(cap * hd)
+                .flat_map(|block| &block[..len * hd])
+                .copied()
+                .collect()
+        };
+        let k = cpu::tensor::<B, 4>(prefix(&k), [b, kvh, len, hd], device);
+        let v = cpu::tensor::<B, 4>(prefix(&v), [b, kvh, len, hd], device);
+        let q = cpu::tensor::<B, 4>(q, [b, kvh, groups * t, hd], device);
+        let scores = q.matmul(k.swap_dims(2, 3));
+        let scores = cpu::update_in_place(scores, |s| {
+            cpu::scale_add_bias(s, bias, heads, len, scale);
+        })
+        .expect("host attention runs on flex");
+        activation::softmax(scores, 3)
+            .matmul(v)
+            .reshape([b, h, t, hd])
+            .swap_dims(1, 2)
+            .reshape([b, t, h * hd])
     }
 }
 
-/// Keys and values (`[batch, kv_heads, seq, head_dim]`, after RoPE) of one layer's earlier tokens.
-pub type LayerCache<B> = Option<(Tensor<B, 4>, Tensor<B, 4>)>;
+/// Most new positions per row for which the host attention ([`cpu::attend`]) is used; longer
+/// prompts go through `gemm`.
+const HOST_ATTENTION_MAX_SEQ: usize = 64;
 
-/// Repeats each key/value head `n` times so that every query head has its own copy.
-fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n: usize) -> Tensor<B, 4> {
-    if n == 1 {
-        return x;
+/// Positions a layer cache grows by when it is full: a decoding step writes its keys and values
+/// into room left in the buffers instead of copying the whole cache into a new one.
+const CACHE_CHUNK: usize = 128;
+
+/// Keys and values (after RoPE) of one layer's earlier tokens, in buffers
+/// `[batch, kv_heads, capacity, head_dim]` whose first `len` positions are filled.
+#[derive(Clone)]
+pub struct LayerCache<B: Backend> {
+    store: Option<KvStore<B>>,
+    len: usize,
+}
+
+/// Where a layer cache keeps its buffers.
+#[derive(Clone)]
+enum KvStore<B: Backend> {
+    /// Tensors of the backend (the generic path).
+    Device { k: Tensor<B, 4>, v: Tensor<B, 4> },
+    /// Host memory (the `flex` path: written in place, read by [`cpu::attend`]).
+    Host {
+        k: Vec<f32>,
+        v: Vec<f32>,
+        shape: [usize; 4],
+    },
+}
+
+impl<B: Backend> std::fmt::Debug for LayerCache<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, shape) = match &self.store {
+            None => ("empty", None),
+            Some(KvStore::Device { k, .. }) => ("device", Some(k.dims())),
+            Some(KvStore::Host { shape, .. }) => ("host", Some(*shape)),
+        };
+        f.debug_struct("LayerCache")
+            .field("store", &kind)
+            .field("shape", &shape)
+            .field("len", &self.len)
+            .finish()
     }
-    let [b, kvh, t, hd] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, kvh, n, t, hd])
-        .reshape([b, kvh * n, t, hd])
+}
+
+impl<B: Backend> Default for LayerCache<B> {
+    fn default() -> Self {
+        Self {
+            store: None,
+            len: 0,
+        }
+    }
+}
+
+impl<B: Backend> LayerCache<B> {
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `k` and `v` (`[batch, kv_heads, new, head_dim]`) and returns the keys and values
+    /// of every position so far (views of the buffers).
+    pub fn append(&mut self, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let [b, h, t, d] = k.dims();
+        let (start, end) = (self.len, self.len + t);
+        let grow = |old: Option<Tensor<B, 4>>| {
+            let cap = end.next_multiple_of(CACHE_CHUNK);
+            let buf = Tensor::zeros([b, h, cap, d], &k.device());
+            match old {
+                Some(old) => buf.slice_assign(
+                    [0..b, 0..h, 0..start, 0..d],
+                    old.slice([0..b, 0..h, 0..start, 0..d]),
+                ),
+                None => buf,
+            }
+        };
+        let (kb, vb) = match self.store.take() {
+            Some(KvStore::Device { k: kb, v: vb }) if kb.dims()[2] >= end => (kb, vb),
+            Some(KvStore::Device { k: kb, v: vb }) => (grow(Some(kb)), grow(Some(vb))),
+            Some(KvStore::Host {
+                k: kh,
+                v: vh,
+                shape,
+            }) => {
+                let device = k.device();
+                let old = |x: Vec<f32>| Some(cpu::tensor::<B, 4>(x, shape, &device));
+                (grow(old(kh)), grow(old(vh)))
+            }
+            None => (grow(None), grow(None)),
+        };
+        let kb = kb.slice_assign([0..b, 0..h, start..end, 0..d], k);
+        let vb = vb.slice_assign([0..b, 0..h, start..end, 0..d], v);
+        self.store = Some(KvStore::Device {
+            k: kb.clone(),
+            v: vb.clone(),
+        });
+        self.len = end;
+        (
+            kb.slice([0..b, 0..h, 0..end, 0..d]),
+            vb.slice([0..b, 0..h, 0..end, 0..d]),
+        )
+    }
+
+    /// Appends `k` and `v` (`[batch, kv_heads, seq, head_dim]` on the host) in place and returns
+    /// the key and value buffers (`[batch, kv_heads, capacity, head_dim]`), the capacity and the
+    /// number of filled positions.
+    pub fn append_host(
+        &mut self,
+        k: &[f32],
+        v: &[f32],
+        s: cpu::Heads,
+    ) -> (&[f32], &[f32], usize, usize) {
+        let (b, h, t, d) = (s.batch, s.kv_heads, s.seq, s.head_dim);
+        let (start, end) = (self.len, self.len + t);
+        let fits = matches!(&self.store, Some(KvStore::Host { shape, .. }) if shape[2] >= end);
+        if !fits {
+            let cap = end.next_multiple_of(CACHE_CHUNK);
+            let (mut kn, mut vn) = (vec![0f32; b * h * cap * d], vec![0f32; b * h * cap * d]);
+            let old = match self.store.take() {
+                Some(KvStore::Host { k, v, shape }) => Some((k, v, shape[2])),
+                Some(KvStore::Device { k, v }) => {
+                    let old_cap = k.dims()[2];
+                    let host = |x: Tensor<B, 4>| x.into_data().convert::<f32>().to_vec::<f32>();
+                    host(k).ok().zip(host(v).ok()).map(|(k, v)| (k, v, old_cap))
+                }
+                None => None,
+            };
+            if let Some((ko, vo, old_cap)) = old {
+                for (dst, src) in [(&mut kn, &ko), (&mut vn, &vo)] {
+                    for (nb, ob) in dst
+                        .chunks_exact_mut(cap * d)
+                        .zip(src.chunks_exact(old_cap * d))
+                    {
+                        nb[..start * d].copy_from_slice(&ob[..start * d]);
+                    }
+                }
+            }
+            self.store = Some(KvStore::Host {
+                k: kn,
+                v: vn,
+                shape: [b, h, cap, d],
+            });
+        }
+        let Some(KvStore::Host {
+            k: kb,
+            v: vb,
+            shape,
+        }) = &mut self.store
+        else {
+            unreachable!("the host store was just made");
+        };
+        let cap = shape[2];
+        for (dst, src) in [(&mut *kb, k), (&mut *vb, v)] {
+            for (nb, ob) in dst.chunks_exact_mut(cap * d).zip(src.chunks_exact(t * d)) {
+                nb[start * d..end * d].copy_from_slice(ob);
+            }
+        }
+        self.len = end;
+        (kb, vb, cap, end)
+    }
+
+    /// Keeps the rows `rows` of the batch, in that order (`idx` holds the same indices).
+    pub fn select_rows(&mut self, rows: &[usize], idx: &Tensor<B, 1, Int>) {
+        match &mut self.store {
+            Some(KvStore::Device { k, v }) => {
+                *k = k.clone().select(0, idx.clone());
+                *v = v.clone().select(0, idx.clone());
+            }
+            Some(KvStore::Host { k, v, shape }) => {
+                let block = shape[1] * shape[2] * shape[3];
+                for x in [k, v] {
+                    *x = rows
+                        .iter()
+                        .flat_map(|&r| &x[r * block..(r + 1) * block])
+                        .copied()
+                        .collect();
+                }
+                shape[0] = rows.len();
+            }
+            None => {}
+        }
+    }
 }
 
 /// The SwiGLU feed-forward network.
@@ -236,6 +547,10 @@ impl<B: Backend> Mlp<B> {
         let [b, t, _] = x.dims();
         let i = self.intermediate;
         let gu = self.gate_up.forward(x);
+        if let Some(host) = HostF32::of(&gu) {
+            let act = cpu::swiglu(host.values(), b * t, i);
+            return self.down.forward(cpu::tensor(act, [b, t, i], &gu.device()));
+        }
         let gate = gu.clone().slice([0..b, 0..t, 0..i]);
         let up = gu.slice([0..b, 0..t, i..2 * i]);
         self.down.forward(activation::silu(gate) * up)

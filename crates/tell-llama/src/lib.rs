@@ -6,6 +6,7 @@ pub mod batch;
 pub mod block;
 pub mod checkpoint;
 pub mod config;
+pub mod cpu;
 pub mod error;
 pub mod generate;
 pub mod gguf;

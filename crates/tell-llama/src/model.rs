@@ -88,13 +88,16 @@ impl<B: Backend> Llama<B> {
         device: &B::Device,
     ) -> Result<Self> {
         let (v, d) = (config.vocab_size, config.hidden_size);
-        let embed_values = w.read_f32("model.embed_tokens.weight", &[v, d])?;
+        let embed = Tensor::from_data(
+            TensorData::new(w.read_f32("model.embed_tokens.weight", &[v, d])?, [v, d]),
+            device,
+        );
         let lm_head = if config.tie_word_embeddings {
-            Linear::from_out_in(&embed_values, v, d, device)
+            // On flex the head shares the embedding's storage (its `[vocab, d]` is `[out, in]`).
+            Linear::from_out_in_tensor(embed.clone())
         } else {
-            Linear::from_out_in(&w.read_f32("lm_head.weight", &[v, d])?, v, d, device)
+            Linear::from_out_in(w.read_f32("lm_head.weight", &[v, d])?, v, d, device)
         };
-        let embed = Tensor::from_data(TensorData::new(embed_values, [v, d]), device);
         let blocks = (0..config.num_layers)
             .map(|l| Block::load(w, l, &config, device))
             .collect::<Result<Vec<_>>>()?;
@@ -145,11 +148,12 @@ impl<B: Backend> Llama<B> {
         logits: Logits,
     ) -> Result<(Output<B>, KvCache<B>)> {
         let mut cache = KvCache {
-            layers: vec![None; self.config.num_layers],
+            layers: vec![LayerCache::default(); self.config.num_layers],
             mask: (0..batch.size())
                 .map(|b| batch.mask[b * batch.seq..(b + 1) * batch.seq].to_vec())
                 .collect(),
             next: batch.lengths.clone(),
+            device: self.device.clone(),
         };
         let out = self.run(self.step_of(batch), Some(&mut cache), sites, logits)?;
         Ok((out, cache))
@@ -295,6 +299,8 @@ pub struct KvCache<B: Backend> {
     mask: Vec<Vec<bool>>,
     /// Per row, the position of the next token.
     next: Vec<usize>,
+    /// The device the cached tensors live on.
+    device: B::Device,
 }
 
 impl<B: Backend> KvCache<B> {
@@ -318,19 +324,15 @@ impl<B: Backend> KvCache<B> {
         if rows.len() == self.rows() && rows.iter().enumerate().all(|(i, &r)| i == r) {
             return;
         }
-        let device = self.layers.iter().flatten().next().map(|(k, _)| k.device());
-        if let Some(device) = device {
-            let idx = Tensor::<B, 1, Int>::from_data(
-                TensorData::new(
-                    rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
-                    [rows.len()],
-                ),
-                &device,
-            );
-            for (k, v) in self.layers.iter_mut().flatten() {
-                *k = k.clone().select(0, idx.clone());
-                *v = v.clone().select(0, idx.clone());
-            }
+        let idx = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(
+                rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                [rows.len()],
+            ),
+            &self.device,
+        );
+        for layer in &mut self.layers {
+            layer.select_rows(rows, &idx);
         }
         self.mask = rows.iter().map(|&r| self.mask[r].clone()).collect();
         self.next = rows.iter().map(|&r| self.next[r]).collect();

@@ -1,0 +1,264 @@
+//! The small-batch matrix product of decoding.
+
+use rayon::prelude::*;
+
+use super::Kernel;
+
+/// Most rows (`batch * seq`) for which [`small_matmul_t`] replaces the backend's matrix product.
+/// Above it (prefill) the packed `gemm` is the faster one.
+pub const SMALL_ROWS: usize = 16;
+
+/// Fewest output columns (weight rows) one task computes, a contiguous run of the weight.
+const MIN_COLUMNS_PER_TASK: usize = 32;
+
+/// Tasks per thread a product is split into: a few, so that a thread slowed by other work does
+/// not hold the others up, but not so many that scheduling them costs more than the work.
+const TASKS_PER_THREAD: usize = 4;
+
+/// `x @ wt^T` for `x` `[m, k]` and `wt` `[n, k]` (a linear layer's weight in Hugging Face's
+/// `[out, in]` layout), both row-major; returns `[m, n]` row-major.
+///
+/// Each output column is `m` dot products with one weight row, so the weight is streamed once,
+/// front to back, whatever `m` is; tasks own runs of weight rows. Each dot product is summed the
+/// same way (16 or 8 lanes in order of `k`, then the lanes, then the tail of `k`) whatever `m` and
+/// the row's place in the batch are, so a row's result does not depend on the rest of the batch.
+pub fn small_matmul_t(x: &[f32], m: usize, k: usize, wt: &[f32], n: usize) -> Vec<f32> {
+    assert_eq!(x.len(), m * k, "small_matmul_t: x is not [m, k]");
+    assert_eq!(wt.len(), n * k, "small_matmul_t: wt is not [n, k]");
+    // `[n, m]`: per task, its columns' `m` values each; transposed into `[m, n]` below.
+    let mut out_t = vec![0f32; n * m];
+    if m == 0 || n == 0 || k == 0 {
+        return out_t;
+    }
+    let kernel = Kernel::detect();
+    let tasks = rayon::current_num_threads() * TASKS_PER_THREAD;
+    let columns = n
+        .div_ceil(tasks)
+        .next_multiple_of(2)
+        .max(MIN_COLUMNS_PER_TASK);
+    out_t
+        .par_chunks_mut(columns * m)
+        .zip(wt.par_chunks(columns * k))
+        .for_each(|(out, w)| kernel.matmul_rows(x, m, k, w, out));
+    if m == 1 {
+        return out_t;
+    }
+    let mut out = vec![0f32; m * n];
+    for (j, col) in out_t.chunks_exact(m).enumerate() {
+        for (i, &v) in col.iter().enumerate() {
+            out[i * n + j] = v;
+        }
+    }
+    out
+}
+
+impl Kernel {
+    /// `out[j * m + i] = x[i, :] . w[j, :]` for the weight rows `w` (`[out.len() / m, k]`).
+    fn matmul_rows(self, x: &[f32], m: usize, k: usize, w: &[f32], out: &mut [f32]) {
+        let n = out.len() / m;
+        assert!(x.len() == m * k && w.len() == n * k && out.len() == n * m);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` saw AVX-512F, the feature `task_avx512` is compiled for.
+            Self::Avx512 => unsafe { x86::task_avx512(x, m, k, w, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` saw AVX2 and FMA, the features `task_avx2` is compiled for.
+            Self::Avx2 => unsafe { x86::task_avx2(x, m, k, w, out) },
+            Self::Portable => {
+                for (j, wr) in w.chunks_exact(k).enumerate() {
+                    for (i, xr) in x.chunks_exact(k).enumerate() {
+                        out[j * m + i] = xr.iter().zip(wr).fold(0.0, |s, (a, b)| s + a * b);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The SIMD kernels. Weight rows go four at a time against rows of `x` four (then two, then
+    //! one) at a time: 16 accumulators in registers, eight loads per 16 fused multiply-adds, and
+    //! the four weight rows stay in L1 while every group of `x` rows passes over them.
+    //!
+    //! Per row of `x` and weight row, the dot product is summed over `k` in SIMD lanes (in order
+    //! of `k`), the lanes are added by a fixed tree and the tail of `k` is added last, the same
+    //! way for every row, so a row's result does not depend on the batch it is in.
+
+    use std::arch::x86_64::*;
+
+    /// Weight rows per pass.
+    const JW: usize = 4;
+
+    macro_rules! kernel {
+        ($task:ident, $block:ident, $feature:literal, $lanes:expr,
+         $zero:ident, $load:ident, $fma:ident, $sum:ident) => {
+            /// `out[j * m + i] = x[i, :] . w[j, :]`, `x` `[m, k]`, `w` `[n, k]`, `out` `[n, m]`.
+            #[target_feature(enable = $feature)]
+            pub fn $task(x: &[f32], m: usize, k: usize, w: &[f32], out: &mut [f32]) {
+                let n = out.len() / m;
+                assert!(x.len() == m * k && w.len() == n * k && out.len() == n * m);
+                let mut j = 0;
+                while j < n {
+                    // Past the last row, the last row again (its results are not written).
+                    let rows: [&[f32]; JW] =
+                        std::array::from_fn(|q| &w[(j + q).min(n - 1) * k..][..k]);
+                    let valid = (n - j).min(JW);
+                    // The weight rows two passes on are fetched while these are used: the rows of a
+                    // pass are `JW` short streams that the hardware prefetcher follows badly. (A
+                    // prefetch never faults, so lines past the end of `w` would be harmless.)
+                    let next = w[((j + 2 * JW) * k).min(w.len().saturating_sub(JW * k))..].as_ptr();
+                    let mut i = 0;
+                    while i < m {
+                        let mut res = [[0f32; 4]; JW];
+                        let fetch = if i == 0 { Some(next) } else { None };
+                        let r = match m - i {
+                            4.. => $block::<4>(&x[i * k..], k, &rows, fetch, &mut res),
+                            2 | 3 => $block::<2>(&x[i * k..], k, &rows, fetch, &mut res),
+                            _ => $block::<1>(&x[i * k..], k, &rows, fetch, &mut res),
+                        };
+                        for (q, res) in res.iter().enumerate().take(valid) {
+                            out[(j + q) * m + i..][..r].copy_from_slice(&res[..r]);
+                        }
+                        i += r;
+                    }
+                    j += JW;
+                }
+            }
+
+            /// `R` rows of `x` (`k` apart) against the `JW` weight rows; returns `R`.
+            #[target_feature(enable = $feature)]
+            #[inline]
+            fn $block<const R: usize>(
+                x: &[f32],
+                k: usize,
+                w: &[&[f32]; JW],
+                fetch: Option<*const f32>,
+                res: &mut [[f32; 4]; JW],
+            ) -> usize {
+                assert!(R <= 4 && x.len() >= R * k && w.iter().all(|r| r.len() >= k));
+                let xp = x.as_ptr();
+                let wp: [*const f32; JW] = std::array::from_fn(|q| w[q].as_ptr());
+                let mut acc = [[$zero(); R]; JW];
+                let body = k / $lanes * $lanes;
+                let mut c = 0;
+                while c < body {
+                    // SAFETY: c + lanes <= k, and the assert bounds every row by `k`.
+                    unsafe {
+                        if let Some(p) = fetch {
+                            // One cache line of each of the next `JW` rows per step: `lanes`
+                            // floats are 32 or 64 bytes, so every line is asked for at least once.
+                            for q in 0..JW {
+                                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(q * k + c) as *const i8);
+                            }
+                        }
+                        let wv: [_; JW] = std::array::from_fn(|q| $load(wp[q].add(c)));
+                        for r in 0..R {
+                            let xv = $load(xp.add(r * k + c));
+                            for q in 0..JW {
+                                acc[q][r] = $fma(xv, wv[q], acc[q][r]);
+                            }
+                        }
+                    }
+                    c += $lanes;
+                }
+                for q in 0..JW {
+                    for r in 0..R {
+                        let mut s = $sum(acc[q][r]);
+                        for c in body..k {
+                            s = x[r * k + c].mul_add(w[q][c], s);
+                        }
+                        res[q][r] = s;
+                    }
+                }
+                R
+            }
+        };
+    }
+
+    kernel!(
+        task_avx512,
+        block_avx512,
+        "avx512f",
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_fmadd_ps,
+        _mm512_reduce_add_ps
+    );
+
+    kernel!(
+        task_avx2,
+        block_avx2,
+        "avx2,fma",
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_fmadd_ps,
+        sum256
+    );
+
+    /// The 8 lanes added by a fixed tree (halves, then quarters, then pairs).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn sum256(v: __m256) -> f32 {
+        let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        let pair = _mm_add_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter));
+        _mm_cvtss_f32(pair)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::tests::{values, F};
+    use burn::tensor::{Tensor, TensorData};
+
+    /// `[rows, cols]` row-major transposed to `[cols, rows]`.
+    fn transposed(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        (0..cols * rows)
+            .map(|i| v[(i % rows) * cols + i / rows])
+            .collect()
+    }
+
+    #[test]
+    fn small_matmul_matches_the_backend_matmul() {
+        let device = Default::default();
+        // Odd and even row counts (every group size), widths that are not a multiple of the task
+        // or of two, and inner sizes with and without a tail past the SIMD lanes.
+        for (m, k, n) in [
+            (1, 7, 5),
+            (3, 64, 128),
+            (8, 576, 960),
+            (16, 33, 300),
+            (15, 130, 257),
+            (6, 1, 3),
+        ] {
+            let (x, w) = (values(m * k, 1), values(k * n, 2));
+            let got = small_matmul_t(&x, m, k, &transposed(&w, k, n), n);
+            let xt = Tensor::<F, 2>::from_data(TensorData::new(x, [m, k]), &device);
+            let wt = Tensor::<F, 2>::from_data(TensorData::new(w, [k, n]), &device);
+            let want = xt.matmul(wt).into_data().to_vec::<f32>().unwrap();
+            assert_eq!(got.len(), want.len());
+            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - e).abs() <= 1e-6 * (k as f32),
+                    "[{m}x{k}x{n}] element {i}: {g} vs {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_of_small_matmul_does_not_depend_on_the_batch() {
+        let (k, n) = (100, 70);
+        let wt = values(n * k, 5);
+        let batch = values(11 * k, 6);
+        let all = small_matmul_t(&batch, 11, k, &wt, n);
+        for i in 0..11 {
+            let alone = small_matmul_t(&batch[i * k..(i + 1) * k], 1, k, &wt, n);
+            assert_eq!(alone[..], all[i * n..(i + 1) * n], "row {i}");
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! The element-wise glue of a decoder block on host memory: RoPE and the split of the fused q/k/v
+//! product, attention over a KV cache, the attention bias, SwiGLU.
+//!
+//! Each computes what the generic burn ops of `block.rs` compute, in the same order of operations
+//! where that order is cheap to keep (RoPE, SwiGLU: bit for bit), and with sums in a different but
+//! fixed order where it is not (the dot products of attention: equal to rounding).
+
+use rayon::prelude::*;
+
+use super::Kernel;
+
+/// The shapes of one attention call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    /// Rows of the batch.
+    pub batch: usize,
+    /// New positions per row.
+    pub seq: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads; each serves `heads / kv_heads` query heads.
+    pub kv_heads: usize,
+    /// Width of a head.
+    pub head_dim: usize,
+}
+
+/// Splits `qkv` (`[batch, seq, (heads + 2 kv_heads) * head_dim]`, the fused q/k/v product) into
+/// `q` (`[batch, heads, seq, head_dim]`), `k` and `v` (`[batch, kv_heads, seq, head_dim]`), with
+/// rotate-half RoPE applied to `q` and `k` (`cos`, `sin`: `[batch, seq, head_dim]`).
+///
+/// RoPE is `x * cos + rotate_half(x) * sin`, each product rounded and then added, as
+/// `rope::apply` does with burn's ops.
+pub fn rope_split(
+    qkv: &[f32],
+    s: Heads,
+    cos: &[f32],
+    sin: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Heads {
+        batch: b,
+        seq: t,
+        heads: h,
+        kv_heads: kvh,
+        head_dim: hd,
+    } = s;
+    let width = (h + 2 * kvh) * hd;
+    assert_eq!(
+        qkv.len(),
+        b * t * width,
+        "rope_split: qkv is not [b, t, width]"
+    );
+    assert!(cos.len() == b * t * hd && sin.len() == b * t * hd);
+    let mut q = vec![0f32; b * h * t * hd];
+    let mut k = vec![0f32; b * kvh * t * hd];
+    let mut v = vec![0f32; b * kvh * t * hd];
+    for bi in 0..b {
+        for ti in 0..t {
+            let pos = bi * t + ti;
+            let row = &qkv[pos * width..][..width];
+            let (c, sn) = (&cos[pos * hd..][..hd], &sin[pos * hd..][..hd]);
+            for head in 0..h {
+                let out = &mut q[((bi * h + head) * t + ti) * hd..][..hd];
+                rope_into(&row[head * hd..][..hd], c, sn, out);
+            }
+            for head in 0..kvh {
+                let at = ((bi * kvh + head) * t + ti) * hd;
+                rope_into(&row[(h + head) * hd..][..hd], c, sn, &mut k[at..][..hd]);
+                v[at..at + hd].copy_from_slice(&row[(h + kvh + head) * hd..][..hd]);
+            }
+        }
+    }
+    (q, k, v)
+}
+
+/// `out = x * cos + rotate_half(x) * sin` for one head, `rotate_half(x) = [-x2, x1]`.
+fn rope_into(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
+    let half = x.len() / 2;
+    for d in 0..x.len() {
+        let rotated = if d < half { -x[d + half] } else { x[d - half] };
+        out[d] = x[d] * cos[d] + rotated * sin[d];
+    }
+}
+
+/// Attention of `q` (`[batch, heads, seq, head_dim]`) over the first `len` positions of the key
+/// and value buffers `k`, `v` (`[batch, kv_heads, cap, head_dim]`), with the additive `bias`
+/// (`[batch, seq, len]`): `softmax(q . k * scale + bias) . v` per query head, each query head
+/// using key/value head `head / (heads / kv_heads)` as transformers' `repeat_kv` does. Returns the
+/// context `[batch, seq, heads * head_dim]`, ready for the output projection.
+///
+/// Meant for a few query positions (decoding): the work is `seq * len` dot products per head.
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    cap: usize,
+    len: usize,
+    bias: &[f32],
+    s: Heads,
+    scale: f32,
+) -> Vec<f32> {
+    let Heads {
+        batch: b,
+        seq: t,
+        heads: h,
+        kv_heads: kvh,
+        head_dim: hd,
+    } = s;
+    assert!(len <= cap && h % kvh == 0);
+    assert_eq!(q.len(), b * h * t * hd, "attend: q is not [b, h, t, hd]");
+    assert!(k.len() == b * kvh * cap * hd && v.len() == k.len());
+    assert_eq!(bias.len(), b * t * len, "attend: bias is not [b, t, len]");
+    let mut ctx = vec![0f32; b * t * h * hd];
+    if ctx.is_empty() {
+        return ctx;
+    }
+    let kernel = Kernel::detect();
+    ctx.par_chunks_mut(t * h * hd)
+        .enumerate()
+        .for_each(|(bi, out)| {
+            let row = Row {
+                q: &q[bi * h * t * hd..][..h * t * hd],
+                k: &k[bi * kvh * cap * hd..][..kvh * cap * hd],
+                v: &v[bi * kvh * cap * hd..][..kvh * cap * hd],
+                bias: &bias[bi * t * len..][..t * len],
+                cap,
+                len,
+                s,
+                scale,
+            };
+            kernel.attend_row(&row, out);
+        });
+    ctx
+}
+
+/// One batch row's share of [`attend`].
+struct Row<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    bias: &'a [f32],
+    cap: usize,
+    len: usize,
+    s: Heads,
+    scale: f32,
+}
+
+impl Kernel {
+    /// [`attend`] for one batch row, into `out` (`[seq, heads * head_dim]`).
+    fn attend_row(self, row: &Row<'_>, out: &mut [f32]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` saw AVX-512F, the feature `attend_avx512` is compiled for.
+            Self::Avx512 => unsafe { x86::attend_avx512(row, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` saw AVX2 and FMA, the features `attend_avx2` is compiled for.
+            Self::Avx2 => unsafe { x86::attend_avx2(row, out) },
+            Self::Portable => attend_body::<8>(row, out, |a, b, c| a * b + c),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{attend_body, Row};
+
+    #[target_feature(enable = "avx512f")]
+    pub fn attend_avx512(row: &Row<'_>, out: &mut [f32]) {
+        attend_body::<16>(row, out, f32::mul_add);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn attend_avx2(row: &Row<'_>, out: &mut [f32]) {
+        attend_body::<8>(row, out, f32::mul_add);
+    }
+}
+
+/// The loops of [`Kernel::attend_row`], inlined into each feature-specific copy so that the lane
+/// arrays (`L` wide) become SIMD registers of that width.
+#[inline(always)]
+fn attend_body<const L: usize>(
+    row: &Row<'_>,
+    out: &mut [f32],
+    fma: impl Fn(f32, f32, f32) -> f32 + Copy,
+) {
+    let Heads {
+        seq: t,
+        heads: h,
+        kv_heads: kvh,
+        head_dim: hd,
+        ..
+    } = row.s;
+    let (cap, len) = (row.cap, row.len);
+    let groups = h / kvh;
+    let mut scores = vec![0f32; len];
+    for head in 0..h {
+        let kv = head / groups;
+        let keys = &row.k[kv * cap * hd..][..len * hd];
+        let values = &row.v[kv * cap * hd..][..len * hd];
+        for ti in 0..t {
+            let qv = &row.q[(head * t + ti) * hd..][..hd];
+            let bias = &row.bias[ti * len..][..len];
+            let mut max = f32::NEG_INFINITY;
+            for (si, score) in scores.iter_mut().enumerate() {
+                *score = dot::<L>(qv, &keys[si * hd..][..hd], fma) * row.scale + bias[si];
+                max = max.max(*score);
+            }
+            let mut sum = 0f32;
+            for score in scores.iter_mut() {
+                *score = (*score - max).exp();
+                sum += *score;
+            }
+            let ctx = &mut out[(ti * h + head) * hd..][..hd];
+            for (si, &e) in scores.iter().enumerate() {
+                let p = e / sum;
+                for (c, &x) in ctx.iter_mut().zip(&values[si * hd..][..hd]) {
+                    *c = fma(p, x, *c);
+                }
+            }
+        }
+    }
+}
+
+/// `a . b`, summed in `L` lanes in order, then the lanes pairwise, then the tail.
+#[inline(always)]
+fn dot<const L: usize>(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    let body = a.len() / L * L;
+    let mut acc = [0f32; L];
+    for (ca, cb) in a[..body].chunks_exact(L).zip(b[..body].chunks_exact(L)) {
+        for l in 0..L {
+            acc[l] = fma(ca[l], cb[l], acc[l]);
+        }
+    }
+    let mut width = L;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            acc[l] += acc[l + width];
+        }
+    }
+    let mut sum = acc[0];
+    for (x, y) in a[body..].iter().zip(&b[body..]) {
+        sum = fma(*x, *y, sum);
+    }
+    sum
+}
+
+/// `scores = scores * scale + bias` in place, for `scores` `[batch, heads, seq, len]` and `bias`
+/// `[batch, seq, len]` (the same for every head), as `scores * scale + bias` with burn's ops.
+pub fn scale_add_bias(scores: &mut [f32], bias: &[f32], s: Heads, len: usize, scale: f32) {
+    let (b, h, t) = (s.batch, s.heads, s.seq);
+    assert_eq!(
+        scores.len(),
+        b * h * t * len,
+        "scale_add_bias: scores shape"
+    );
+    assert_eq!(bias.len(), b * t * len, "scale_add_bias: bias shape");
+    if scores.is_empty() {
+        return;
+    }
+    scores
+        .par_chunks_mut(t * len)
+        .enumerate()
+        .for_each(|(bh, tile)| {
+            let bias = &bias[(bh / h) * t * len..][..t * len];
+            for (x, &add) in tile.iter_mut().zip(bias) {
+                *x = *x * scale + add;
+            }
+        });
+}
+
+/// SwiGLU: `silu(gate) * up` for `gate_up` (`[rows, 2 width]`, gate then up in each row); returns
+/// `[rows, width]`. `silu(x) = x * sigmoid(x)` with `flex`'s sigmoid, so the result equals burn's
+/// `silu(gate) * up` bit for bit.
+pub fn swiglu(gate_up: &[f32], rows: usize, width: usize) -> Vec<f32> {
+    assert_eq!(gate_up.len(), rows * 2 * width, "swiglu: gate_up shape");
+    let mut out = vec![0f32; rows * width];
+    if out.is_empty() {
+        return out;
+    }
+    out.par_chunks_mut(width)
+        .zip(gate_up.par_chunks(2 * width))
+        .with_min_len(8)
+        .for_each(|(out, gu)| {
+            let (gate, up) = gu.split_at(width);
+            for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                *o = g * sigmoid(g) * u;
+            }
+        });
+    out
+}
+
+/// burn-flex's sigmoid, term for term.
+fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::tensor;
+    use crate::cpu::tests::{values, F};
+    use burn::tensor::{activation, Tensor};
+
+    fn close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "{what}[{i}]: {g} vs {w}"
+            );
+        }
+    }
+
+    fn host<const D: usize>(t: Tensor<F, D>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn rope_split_equals_burns_split_and_rope_bit_for_bit() {
+        let s = Heads {
+            batch: 2,
+            seq: 3,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 8,
+        };
+        let device = Default::default();
+        let width = (s.heads + 2 * s.kv_heads) * s.head_dim;
+        let qkv = values(2 * 3 * width, 1);
+        let (cos, sin) = (values(2 * 3 * 8, 2), values(2 * 3 * 8, 3));
+        let (q, k, v) = rope_split(&qkv, s, &cos, &sin);
+        let x = tensor::<F, 3>(qkv, [2, 3, width], &device);
+        let cos_t = tensor::<F, 4>(cos, [2, 1, 3, 8], &device);
+        let sin_t = tensor::<F, 4>(sin, [2, 1, 3, 8], &device);
+        let split = |from: usize, heads: usize| {
+            x.clone()
+                .slice([0..2, 0..3, from..from + heads * 8])
+                .reshape([2, 3, heads, 8])
+                .swap_dims(1, 2)
+        };
+        assert_eq!(q, host(crate::rope::apply(split(0, 4), &cos_t, &sin_t)));
+        assert_eq!(k, host(crate::rope::apply(split(32, 2), &cos_t, &sin_t)));
+        assert_eq!(v, host(split(48, 2)));
+    }
+
+    #[test]
+    fn attend_equals_attention_with_repeated_kv_heads() {
+        let s = Heads {
+            batch: 2,
+            seq: 2,
+            heads: 6,
+            kv_heads: 2,
+            head_dim: 20,
+        };
+        let (cap, len) = (7, 5);
+        let device = Default::default();
+        let q = values(2 * 6 * 2 * 20, 4);
+        let (k, v) = (values(2 * 2 * cap * 20, 5), values(2 * 2 * cap * 20, 6));
+        let mut bias = values(2 * 2 * len, 7);
+        bias[3] = -1.0e30; // a masked key
+        let scale = 0.25;
+        let got = attend(&q, &k, &v, cap, len, &bias, s, scale);
+        // The reference: keys and values repeated per query head, as transformers does.
+        let kv = |x: Vec<f32>| {
+            tensor::<F, 4>(x, [2, 2, cap, 20], &device)
+                .slice([0..2, 0..2, 0..len, 0..20])
+                .unsqueeze_dim::<5>(2)
+                .expand([2, 2, 3, len, 20])
+                .reshape([2, 6, len, 20])
+        };
+        let qt = tensor::<F, 4>(q, [2, 6, 2, 20], &device);
+        let bt = tensor::<F, 4>(bias, [2, 1, 2, len], &device);
+        let scores = qt.matmul(kv(k).swap_dims(2, 3)) * scale as f64 + bt;
+        let want = activation::softmax(scores, 3)
+            .matmul(kv(v))
+            .swap_dims(1, 2)
+            .reshape([2, 2, 6 * 20]);
+        close(&got, &host(want), 1e-6, "attend");
+    }
+
+    #[test]
+    fn scale_add_bias_broadcasts_the_bias_over_heads() {
+        let s = Heads {
+            batch: 2,
+            seq: 3,
+            heads: 4,
+            kv_heads: 1,
+            head_dim: 1,
+        };
+        let device = Default::default();
+        let mut scores = values(2 * 4 * 3 * 5, 8);
+        let bias = values(2 * 3 * 5, 9);
+        let want = tensor::<F, 4>(scores.clone(), [2, 4, 3, 5], &device) * 0.5
+            + tensor::<F, 4>(bias.clone(), [2, 1, 3, 5], &device);
+        scale_add_bias(&mut scores, &bias, s, 5, 0.5);
+        assert_eq!(scores, host(want));
+    }
+
+    #[test]
+    fn swiglu_equals_burns_silu_times_up_bit_for_bit() {
+        let device = Default::default();
+        let gu: Vec<f32> = values(3 * 2 * 10, 10).iter().map(|x| x * 12.0).collect();
+        let got = swiglu(&gu, 3, 10);
+        let t = tensor::<F, 2>(gu, [3, 20], &device);
+        let want = activation::silu(t.clone().slice([0..3, 0..10])) * t.slice([0..3, 10..20]);
+        assert_eq!(got, host(want));
+    }
+}
