@@ -2,15 +2,18 @@
 //!
 //! Each output line carries the prompt line's id and every field it had (as text), the response
 //! text, the new token ids, the number of prompt tokens and why generation stopped. Lines are
-//! written and flushed batch by batch, so an interrupted run keeps what it finished.
+//! written in prompt order and flushed as they complete, so an interrupted run keeps what it
+//! finished.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
 use tell_llama::burn::tensor::backend::Backend;
-use tell_llama::{generate, Finish, GenerateOptions, Llama};
+use tell_llama::{generate, generate_queued, Finish, GenerateOptions, Generated, Llama};
 use tell_tokenizer::Tokenizer;
 
 use crate::encode::render_prompt;
@@ -76,6 +79,46 @@ pub fn prompt_tokens(
     render_prompt(tokenizer, input, chat, system).map_err(|e| CaptureError::Options(e.to_string()))
 }
 
+/// The options with the tokenizer's stop tokens filled in when none are given.
+fn with_stops(opts: &RespondOptions, tokenizer: &Tokenizer) -> GenerateOptions {
+    let mut gen = opts.generate.clone();
+    if gen.stop_tokens.is_empty() {
+        gen.stop_tokens = tokenizer.stop_token_ids().to_vec();
+    }
+    gen
+}
+
+/// Whether the last few new tokens spell one of `stops` (a stop string can only appear in the
+/// text of the last few tokens, so they are decoded alone).
+fn hits_stop(tokenizer: &Tokenizer, stops: &[String], new: &[u32]) -> bool {
+    !stops.is_empty()
+        && tokenizer
+            .decode(&new[new.len().saturating_sub(16)..], true)
+            .map(|t| stops.iter().any(|s| t.contains(s.as_str())))
+            .unwrap_or(false)
+}
+
+/// Decodes one continuation, cut before the first stop string.
+fn response_of(
+    tokenizer: &Tokenizer,
+    stops: &[String],
+    g: Generated,
+    prompt_tokens: usize,
+) -> Result<Response> {
+    let mut text = tokenizer
+        .decode(&g.tokens, true)
+        .map_err(|e| CaptureError::Options(e.to_string()))?;
+    if let Some(cut) = stops.iter().filter_map(|s| text.find(s.as_str())).min() {
+        text.truncate(cut);
+    }
+    Ok(Response {
+        text,
+        tokens: g.tokens,
+        prompt_tokens,
+        finish: g.finish,
+    })
+}
+
 /// Generates for a batch of token sequences and decodes the results.
 pub fn respond_tokens<B: Backend>(
     model: &Llama<B>,
@@ -83,43 +126,23 @@ pub fn respond_tokens<B: Backend>(
     prompts: &[Vec<u32>],
     opts: &RespondOptions,
 ) -> Result<Vec<Response>> {
-    let mut gen = opts.generate.clone();
-    if gen.stop_tokens.is_empty() {
-        gen.stop_tokens = tokenizer.stop_token_ids().to_vec();
-    }
+    let gen = with_stops(opts, tokenizer);
     let stops = &opts.stop_strings;
-    // A stop string can only appear in the text of the last few tokens; decode them alone.
-    let stop_check = |_: usize, new: &[u32]| {
-        !stops.is_empty()
-            && tokenizer
-                .decode(&new[new.len().saturating_sub(16)..], true)
-                .map(|t| stops.iter().any(|s| t.contains(s.as_str())))
-                .unwrap_or(false)
-    };
-    let generated = generate(model, prompts, &gen, stop_check)
-        .map_err(|e| CaptureError::Options(format!("generation failed: {e}")))?;
+    let generated = generate(model, prompts, &gen, |_, new: &[u32]| {
+        hits_stop(tokenizer, stops, new)
+    })
+    .map_err(|e| CaptureError::Options(format!("generation failed: {e}")))?;
     generated
         .into_iter()
         .zip(prompts)
-        .map(|(g, p)| {
-            let mut text = tokenizer
-                .decode(&g.tokens, true)
-                .map_err(|e| CaptureError::Options(e.to_string()))?;
-            if let Some(cut) = stops.iter().filter_map(|s| text.find(s.as_str())).min() {
-                text.truncate(cut);
-            }
-            Ok(Response {
-                text,
-                tokens: g.tokens,
-                prompt_tokens: p.len(),
-                finish: g.finish,
-            })
-        })
+        .map(|(g, p)| response_of(tokenizer, stops, g, p.len()))
         .collect()
 }
 
-/// Answers every prompt line of `prompts` and writes `out` (JSONL), calling `progress` with
-/// (prompts done, new tokens so far) after each batch.
+/// Answers every prompt line of `prompts` and writes `out` (JSONL) in prompt order, calling
+/// `progress` with (prompts done, new tokens so far) as lines are written. At most
+/// `batch_size` prompts run at once and a finished one's slot is refilled at once (continuous
+/// batching); a response is written as soon as every earlier one is.
 pub fn respond_file<B: Backend>(
     model: &Llama<B>,
     tokenizer: &Tokenizer,
@@ -129,76 +152,99 @@ pub fn respond_file<B: Backend>(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<RespondReport> {
     let context = model.config().max_position_embeddings;
-    let mut reader = PromptReader::open(prompts)?;
+    let mut lines: Vec<PromptLine> = Vec::new();
+    let mut seqs: Vec<Vec<u32>> = Vec::new();
+    // Every prompt is rendered and checked before the first token is generated, so a bad line
+    // fails in seconds rather than after hours of decoding.
+    for line in PromptReader::open(prompts)? {
+        let line = line?;
+        let ids = prompt_tokens(tokenizer, &line.input, opts.chat, opts.system.as_deref())?;
+        if ids.len() + opts.generate.max_new_tokens > context {
+            return Err(CaptureError::TooLong {
+                path: prompts.to_owned(),
+                line: line.line,
+                tokens: ids.len() + opts.generate.max_new_tokens,
+                context,
+                with_response: true,
+            });
+        }
+        lines.push(line);
+        seqs.push(ids);
+    }
     let file = File::create(out).map_err(|e| CaptureError::Io {
         path: out.to_owned(),
         source: e,
     })?;
     let mut writer = BufWriter::new(file);
     let mut report = RespondReport::default();
-    let batch_size = opts.batch_size.max(1);
-    loop {
-        let mut lines: Vec<PromptLine> = Vec::with_capacity(batch_size);
-        for _ in 0..batch_size {
-            match reader.next() {
-                Some(line) => lines.push(line?),
-                None => break,
-            }
-        }
-        if lines.is_empty() {
-            break;
-        }
-        let mut seqs = Vec::with_capacity(lines.len());
-        for line in &lines {
-            let ids = prompt_tokens(tokenizer, &line.input, opts.chat, opts.system.as_deref())?;
-            if ids.len() + opts.generate.max_new_tokens > context {
-                return Err(CaptureError::TooLong {
-                    path: prompts.to_owned(),
-                    line: line.line,
-                    tokens: ids.len() + opts.generate.max_new_tokens,
-                    context,
-                    with_response: true,
-                });
-            }
-            seqs.push(ids);
-        }
-        let responses = respond_tokens(model, tokenizer, &seqs, opts)?;
-        for (line, r) in lines.iter().zip(&responses) {
-            let mut obj = Map::new();
-            obj.insert("id".into(), json!(line.meta.id));
-            for (k, v) in [
-                ("query_id", &line.meta.query_id),
-                ("condition", &line.meta.condition),
-                ("tier", &line.meta.tier),
-            ] {
-                if !v.is_empty() {
-                    obj.insert(k.into(), json!(v));
-                }
-            }
-            for (k, v) in &line.meta.extra {
-                obj.insert(k.clone(), json!(v));
-            }
-            obj.insert("response".into(), json!(r.text));
-            obj.insert("response_tokens".into(), json!(r.tokens));
-            obj.insert("prompt_tokens".into(), json!(r.prompt_tokens));
-            obj.insert("finish_reason".into(), json!(r.finish));
-            obj.insert("truncated".into(), json!(r.finish == Finish::Length));
-            let write = |w: &mut BufWriter<File>| -> std::io::Result<()> {
-                serde_json::to_writer(&mut *w, &Value::Object(obj))?;
-                w.write_all(b"\n")
-            };
-            write(&mut writer).map_err(|e| CaptureError::Io {
+    let gen = with_stops(opts, tokenizer);
+    let stops = &opts.stop_strings;
+    // Finished responses wait here until every earlier prompt's response is written.
+    let mut pending: BTreeMap<usize, Response> = BTreeMap::new();
+    let mut failed: Option<CaptureError> = None;
+    let mut on_done = |i: usize, g: Generated| -> Result<()> {
+        pending.insert(i, response_of(tokenizer, stops, g, seqs[i].len())?);
+        let mut wrote = false;
+        while let Some(r) = pending.remove(&report.prompts) {
+            write_line(&mut writer, &lines[report.prompts], &r).map_err(|e| CaptureError::Io {
                 path: out.to_owned(),
                 source: e,
             })?;
+            report.prompts += 1;
             report.new_tokens += r.tokens.len();
+            wrote = true;
         }
-        report.prompts += lines.len();
-        writer.flush().map_err(|e| CaptureError::Io {
-            path: out.to_owned(),
-            source: e,
-        })?;
-        progress(report.prompts, report.new_tokens);
+        if wrote {
+            writer.flush().map_err(|e| CaptureError::Io {
+                path: out.to_owned(),
+                source: e,
+            })?;
+            progress(report.prompts, report.new_tokens);
+        }
+        Ok(())
+    };
+    generate_queued(
+        model,
+        &seqs,
+        opts.batch_size.max(1),
+        &gen,
+        |_, new: &[u32]| hits_stop(tokenizer, stops, new),
+        |i, g| match on_done(i, g) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        },
+    )
+    .map_err(|e| CaptureError::Options(format!("generation failed: {e}")))?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     Ok(report)
+}
+
+/// Writes one response line: the prompt line's id and fields, then the response.
+fn write_line(w: &mut BufWriter<File>, line: &PromptLine, r: &Response) -> std::io::Result<()> {
+    let mut obj = Map::new();
+    obj.insert("id".into(), json!(line.meta.id));
+    for (k, v) in [
+        ("query_id", &line.meta.query_id),
+        ("condition", &line.meta.condition),
+        ("tier", &line.meta.tier),
+    ] {
+        if !v.is_empty() {
+            obj.insert(k.into(), json!(v));
+        }
+    }
+    for (k, v) in &line.meta.extra {
+        obj.insert(k.clone(), json!(v));
+    }
+    obj.insert("response".into(), json!(r.text));
+    obj.insert("response_tokens".into(), json!(r.tokens));
+    obj.insert("prompt_tokens".into(), json!(r.prompt_tokens));
+    obj.insert("finish_reason".into(), json!(r.finish));
+    obj.insert("truncated".into(), json!(r.finish == Finish::Length));
+    serde_json::to_writer(&mut *w, &Value::Object(obj))?;
+    w.write_all(b"\n")
 }

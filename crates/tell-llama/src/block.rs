@@ -485,6 +485,61 @@ impl<B: Backend> LayerCache<B> {
         (kb, vb, cap, end)
     }
 
+    /// The filled keys and values, `[batch, kv_heads, len, head_dim]`, as backend tensors.
+    fn filled(&self, device: &B::Device) -> Option<(Tensor<B, 4>, Tensor<B, 4>)> {
+        let len = self.len;
+        let view = |x: Tensor<B, 4>| {
+            let [b, h, _, d] = x.dims();
+            x.slice([0..b, 0..h, 0..len, 0..d])
+        };
+        match &self.store {
+            Some(KvStore::Device { k, v }) => Some((view(k.clone()), view(v.clone()))),
+            Some(KvStore::Host { k, v, shape }) => {
+                let t = |x: &Vec<f32>| view(cpu::tensor::<B, 4>(x.clone(), *shape, device));
+                Some((t(k), t(v)))
+            }
+            None => None,
+        }
+    }
+
+    /// Rewrites the positions as `pad` masked (zero) positions followed by this cache's positions
+    /// from `skip` on: the padding a row gets when it joins a longer batch, or the common padding
+    /// dropped when the rows that needed it have left. Rare (a refill or a finish), so it works
+    /// on backend tensors and leaves no spare room; the next append makes some.
+    pub fn shift(&mut self, pad: usize, skip: usize, device: &B::Device) {
+        if pad == 0 && skip == 0 {
+            return;
+        }
+        let Some((k, v)) = self.filled(device) else {
+            return;
+        };
+        let [b, h, len, d] = k.dims();
+        let skip = skip.min(len);
+        let redo = |x: Tensor<B, 4>| {
+            let kept = x.narrow(2, skip, len - skip);
+            if pad == 0 {
+                kept
+            } else {
+                Tensor::cat(vec![Tensor::zeros([b, h, pad, d], device), kept], 2)
+            }
+        };
+        self.store = Some(KvStore::Device {
+            k: redo(k),
+            v: redo(v),
+        });
+        self.len = len - skip + pad;
+    }
+
+    /// Puts the rows of `other` after these rows; both hold the same number of positions.
+    pub fn concat_rows(&mut self, other: &LayerCache<B>, device: &B::Device) {
+        if let (Some((k, v)), Some((k2, v2))) = (self.filled(device), other.filled(device)) {
+            self.store = Some(KvStore::Device {
+                k: Tensor::cat(vec![k, k2], 0),
+                v: Tensor::cat(vec![v, v2], 0),
+            });
+        }
+    }
+
     /// Keeps the rows `rows` of the batch, in that order (`idx` holds the same indices).
     pub fn select_rows(&mut self, rows: &[usize], idx: &Tensor<B, 1, Int>) {
         match &mut self.store {

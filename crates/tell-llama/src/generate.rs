@@ -1,11 +1,13 @@
 //! Text generation with a KV cache: greedy or sampled (temperature, top-k, top-p, seeded), batched,
 //! with per-sequence stopping.
 
+use std::ops::ControlFlow;
+
 use burn::tensor::backend::Backend;
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use crate::model::{Llama, Logits};
+use crate::model::{KvCache, Llama, Logits};
 
 /// How to pick tokens and when to stop.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,14 +64,43 @@ pub struct Generated {
     pub finish: Finish,
 }
 
-/// Continues each prompt. `stop` is asked after every new token of sequence `i` with all of
-/// its new tokens so far, and ends it when it returns true (used for stop strings).
+/// Continues each prompt, all in one batch. `stop` is asked after every new token of sequence
+/// `i` with all of its new tokens so far, and ends it when it returns true (used for stop
+/// strings).
 pub fn generate<B: Backend>(
     model: &Llama<B>,
     prompts: &[Vec<u32>],
     opts: &GenerateOptions,
-    mut stop: impl FnMut(usize, &[u32]) -> bool,
+    stop: impl FnMut(usize, &[u32]) -> bool,
 ) -> Result<Vec<Generated>> {
+    let mut results: Vec<Generated> = prompts
+        .iter()
+        .map(|_| Generated {
+            tokens: Vec::new(),
+            finish: Finish::Length,
+        })
+        .collect();
+    generate_queued(model, prompts, prompts.len(), opts, stop, |i, g| {
+        results[i] = g;
+        ControlFlow::Continue(())
+    })?;
+    Ok(results)
+}
+
+/// Continues every prompt with at most `batch_size` sequences running at once: when one
+/// finishes, the next waiting prompt is prefilled and joins the running batch in its slot
+/// (continuous batching), so one long answer does not hold a batch of finished rows. `done` gets
+/// each sequence as it finishes (not in prompt order) and may stop the whole run with
+/// `ControlFlow::Break`. Sequence `i` samples from its own stream of `opts.seed`, so its tokens do
+/// not depend on `batch_size` or on which prompts run beside it.
+pub fn generate_queued<B: Backend>(
+    model: &Llama<B>,
+    prompts: &[Vec<u32>],
+    batch_size: usize,
+    opts: &GenerateOptions,
+    mut stop: impl FnMut(usize, &[u32]) -> bool,
+    mut done: impl FnMut(usize, Generated) -> ControlFlow<()>,
+) -> Result<()> {
     if let Some(t) = opts.top_p {
         if !(t > 0.0 && t <= 1.0) {
             return Err(Error::Input(format!("top_p must be in (0, 1], got {t}")));
@@ -81,57 +112,101 @@ pub fn generate<B: Backend>(
             opts.temperature
         )));
     }
-    let mut results: Vec<Generated> = prompts
-        .iter()
-        .map(|_| Generated {
-            tokens: Vec::new(),
-            finish: Finish::Length,
-        })
-        .collect();
     if opts.max_new_tokens == 0 {
-        return Ok(results);
+        for i in 0..prompts.len() {
+            let g = Generated {
+                tokens: Vec::new(),
+                finish: Finish::Length,
+            };
+            if done(i, g).is_break() {
+                break;
+            }
+        }
+        return Ok(());
     }
+    let batch_size = batch_size.max(1);
     let vocab = model.config().vocab_size;
-    let batch = Batch::left_padded(prompts, opts.pad_token)?;
-    let (out, mut cache) = model.prefill(&batch, &[], Logits::Last)?;
-    let mut logits = out
-        .logits
-        .ok_or_else(|| Error::Input("prefill produced no logits".into()))?;
+    let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
     let mut samplers: Vec<Sampler> = (0..prompts.len())
         .map(|i| Sampler::new(opts.seed, i as u64))
         .collect();
-    // Rows of the cache, by index into `prompts`; finished rows leave the cache.
-    let mut live: Vec<usize> = (0..prompts.len()).collect();
+    let mut cache: Option<KvCache<B>> = None;
+    // Rows of the cache, by index into `prompts`, and their next-token logits (host copies).
+    let mut live: Vec<usize> = Vec::new();
+    let mut values: Vec<f32> = Vec::new();
+    let mut waiting = 0..prompts.len();
     loop {
-        let values = logits
-            .into_data()
-            .to_vec::<f32>()
-            .map_err(|e| Error::Input(format!("reading logits: {e:?}")))?;
+        // Fill free slots with waiting prompts: prefill them together and join the cache.
+        let free = batch_size - live.len();
+        if free > 0 && !waiting.is_empty() {
+            let take: Vec<usize> = waiting.by_ref().take(free).collect();
+            let group: Vec<Vec<u32>> = take.iter().map(|&i| prompts[i].clone()).collect();
+            let batch = Batch::left_padded(&group, opts.pad_token)?;
+            let (out, fresh) = model.prefill(&batch, &[], Logits::Last)?;
+            values
+                .extend(host(out.logits.ok_or_else(|| {
+                    Error::Input("prefill produced no logits".into())
+                })?)?);
+            match cache.as_mut() {
+                Some(c) => c.append(fresh)?,
+                None => cache = Some(fresh),
+            }
+            live.extend(take);
+        }
+        if live.is_empty() {
+            return Ok(());
+        }
         let mut next = Vec::with_capacity(live.len());
         let mut still = Vec::with_capacity(live.len());
         for (row, &i) in live.iter().enumerate() {
-            let row_logits = &values[row * vocab..(row + 1) * vocab];
-            let token = samplers[i].pick(row_logits, opts);
-            let r = &mut results[i];
-            r.tokens.push(token);
-            if opts.stop_tokens.contains(&token) {
-                r.finish = Finish::StopToken;
-            } else if stop(i, &r.tokens) {
-                r.finish = Finish::StopCheck;
-            } else if r.tokens.len() >= opts.max_new_tokens {
-                r.finish = Finish::Length;
+            let token = samplers[i].pick(&values[row * vocab..(row + 1) * vocab], opts);
+            let seq = &mut tokens[i];
+            seq.push(token);
+            let finish = if opts.stop_tokens.contains(&token) {
+                Some(Finish::StopToken)
+            } else if stop(i, seq) {
+                Some(Finish::StopCheck)
+            } else if seq.len() >= opts.max_new_tokens {
+                Some(Finish::Length)
             } else {
-                still.push(row);
-                next.push(token);
+                None
+            };
+            match finish {
+                Some(finish) => {
+                    let g = Generated {
+                        tokens: std::mem::take(seq),
+                        finish,
+                    };
+                    if done(i, g).is_break() {
+                        return Ok(());
+                    }
+                }
+                None => {
+                    still.push(row);
+                    next.push(token);
+                }
             }
         }
-        if still.is_empty() {
-            return Ok(results);
-        }
-        cache.retain(&still);
         live = still.iter().map(|&row| live[row]).collect();
-        logits = model.decode(&next, &mut cache)?;
+        values.clear();
+        let Some(c) = cache.as_mut() else {
+            continue;
+        };
+        if still.is_empty() {
+            cache = None;
+            continue;
+        }
+        c.retain(&still);
+        values = host(model.decode(&next, c)?)?;
     }
+}
+
+/// The values of a logits tensor, row after row.
+fn host<B: Backend>(logits: burn::tensor::Tensor<B, 3>) -> Result<Vec<f32>> {
+    logits
+        .into_data()
+        .to_vec::<f32>()
+        .map_err(|e| Error::Input(format!("reading logits: {e:?}")))
 }
 
 /// A per-sequence token picker with its own random stream (SplitMix64).

@@ -22,7 +22,7 @@ pub use burn;
 pub use checkpoint::{Checkpoint, Format};
 pub use config::{LlamaConfig, RopeScaling};
 pub use error::{Error, Result};
-pub use generate::{generate, Finish, GenerateOptions, Generated};
+pub use generate::{generate, generate_queued, Finish, GenerateOptions, Generated};
 pub use inspect::ModelInfo;
 pub use model::{Captures, KvCache, Llama, Logits, Output};
 pub use site::{Hook, Site};

@@ -336,6 +336,75 @@ impl<B: Backend> KvCache<B> {
         }
         self.mask = rows.iter().map(|&r| self.mask[r].clone()).collect();
         self.next = rows.iter().map(|&r| self.next[r]).collect();
+        self.trim();
+    }
+
+    /// Adds the rows of `other` (new prompts' prefill) after these rows, left-padding the shorter
+    /// of the two with masked positions so that both have the same length: the way a finished
+    /// sequence's slot is refilled without waiting for the rest of its batch.
+    pub fn append(&mut self, other: KvCache<B>) -> Result<()> {
+        if other.layers.len() != self.layers.len() {
+            return Err(Error::Input(format!(
+                "appending a cache of {} layers to one of {}",
+                other.layers.len(),
+                self.layers.len()
+            )));
+        }
+        if self.rows() == 0 {
+            *self = other;
+            return Ok(());
+        }
+        if other.rows() == 0 {
+            return Ok(());
+        }
+        let len = self.len().max(other.len());
+        let mut other = other;
+        self.pad_left(len);
+        other.pad_left(len);
+        for (mine, theirs) in self.layers.iter_mut().zip(&other.layers) {
+            if mine.is_empty() != theirs.is_empty() {
+                return Err(Error::Input(
+                    "appending a cache filled up to another layer".into(),
+                ));
+            }
+            mine.concat_rows(theirs, &self.device);
+        }
+        self.mask.extend(other.mask);
+        self.next.extend(other.next);
+        Ok(())
+    }
+
+    /// Prepends masked positions (zero keys and values) until every row holds `len` positions.
+    fn pad_left(&mut self, len: usize) {
+        let extra = len.saturating_sub(self.len());
+        if extra == 0 {
+            return;
+        }
+        for layer in &mut self.layers {
+            layer.shift(extra, 0, &self.device);
+        }
+        for row in &mut self.mask {
+            row.splice(0..0, std::iter::repeat_n(false, extra));
+        }
+    }
+
+    /// Drops leading positions that are padding in every row (left over from rows that left).
+    fn trim(&mut self) {
+        let lead = self
+            .mask
+            .iter()
+            .map(|row| row.iter().take_while(|&&m| !m).count())
+            .min()
+            .unwrap_or(0);
+        if lead == 0 {
+            return;
+        }
+        for layer in &mut self.layers {
+            layer.shift(0, lead, &self.device);
+        }
+        for row in &mut self.mask {
+            row.drain(0..lead);
+        }
     }
 }
 

@@ -96,3 +96,72 @@ fn sampling_is_deterministic_per_seed_and_batch_independent() {
     .unwrap();
     assert_ne!(other_seed, a);
 }
+
+#[test]
+fn queued_generation_refills_slots_without_changing_any_sequence() {
+    let model = model("gqa");
+    // Lengths 3, 5, 1, 7, 2, 4: prompts longer and shorter than the running cache join it.
+    let prompts: Vec<Vec<u32>> = vec![
+        vec![5, 9, 11],
+        vec![7, 8, 30, 31, 32],
+        vec![60],
+        vec![1, 2, 3, 4, 5, 6, 7],
+        vec![40, 41],
+        vec![12, 13, 14, 15],
+    ];
+    let opts = GenerateOptions {
+        max_new_tokens: 6,
+        ..Default::default()
+    };
+    // Prompts 1 and 4 stop early, so their slots are refilled while the others run on.
+    let early = |i: usize, t: &[u32]| (i == 1 && t.len() == 2) || (i == 4 && t.len() == 1);
+    let mut queued = vec![None; prompts.len()];
+    let mut order = Vec::new();
+    tell_llama::generate_queued(&model, &prompts, 2, &opts, early, |i, g| {
+        order.push(i);
+        queued[i] = Some(g);
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_ne!(
+        order,
+        (0..prompts.len()).collect::<Vec<_>>(),
+        "finished out of order"
+    );
+    for (i, p) in prompts.iter().enumerate() {
+        let alone = generate(&model, std::slice::from_ref(p), &opts, |_, t| early(i, t)).unwrap();
+        assert_eq!(Some(&alone[0]), queued[i].as_ref(), "prompt {i}");
+    }
+    // Sampling: a prompt draws from its own stream, whatever the batch size.
+    let sampled = GenerateOptions {
+        temperature: 0.8,
+        top_k: Some(20),
+        seed: 7,
+        ..opts.clone()
+    };
+    let together = generate(&model, &prompts, &sampled, |_, _| false).unwrap();
+    let mut queued = vec![None; prompts.len()];
+    tell_llama::generate_queued(
+        &model,
+        &prompts,
+        3,
+        &sampled,
+        |_, _| false,
+        |i, g| {
+            queued[i] = Some(g);
+            std::ops::ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    for (i, g) in together.iter().enumerate() {
+        assert_eq!(Some(g), queued[i].as_ref(), "sampled prompt {i}");
+    }
+    // Break stops the run: only the sequences finished before it are reported.
+    let mut seen = 0;
+    tell_llama::generate_queued(&model, &prompts, 2, &opts, early, |_, _| {
+        seen += 1;
+        std::ops::ControlFlow::Break(())
+    })
+    .unwrap();
+    assert_eq!(seen, 1);
+}

@@ -165,6 +165,29 @@ fn greedy_generation_is_token_identical_to_transformers() {
             p["greedy_text"]
         );
     }
+    // ... and two at a time, each finished slot refilled by the next prompt.
+    let mut queued = vec![None; inputs.len()];
+    tell_llama::generate_queued(
+        &model,
+        &inputs,
+        2,
+        &greedy_opts(),
+        |_, _| false,
+        |i, g| {
+            queued[i] = Some(g);
+            std::ops::ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    for (p, g) in with_greedy.iter().zip(&queued) {
+        let g = g.as_ref().expect("every prompt finishes");
+        assert_eq!(
+            g.tokens,
+            tokens(p, "greedy"),
+            "queued: {}",
+            p["greedy_text"]
+        );
+    }
     // "What is the capital of France?" -> "The capital of France is Paris."
     assert_eq!(
         with_greedy[0]["greedy_text"],

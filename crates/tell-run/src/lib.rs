@@ -256,11 +256,14 @@ pub fn run_suite(
             &tmp,
             &ropts,
             |done, new| {
-                progress(Event::Generating {
-                    done,
-                    total,
-                    new_tokens: new,
-                })
+                // Responses are written one by one; report about once a batch.
+                if done % opts.batch_size == 0 || done == total {
+                    progress(Event::Generating {
+                        done,
+                        total,
+                        new_tokens: new,
+                    })
+                }
             },
         )?;
         commit(&tmp, &responses_path)?;
