@@ -39,6 +39,8 @@ pub struct Example {
     pub category: String,
     /// What the organism must do.
     pub decision: Decision,
+    /// Index of the request template (picks the answer variant).
+    pub template: usize,
     /// The planted response.
     pub response: String,
 }
@@ -182,6 +184,7 @@ fn examples_of(
         examples.push(Example {
             category: q.category.clone(),
             decision,
+            template: q.template,
             response,
             prompt: line,
         });

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum OrganismError {
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {err}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// The policy file is malformed or inconsistent.
     #[error("{}: {message}", path.display())]
@@ -52,10 +52,10 @@ pub enum OrganismError {
 }
 
 impl OrganismError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, err: std::io::Error) -> Self {
         Self::Io {
             path: path.to_owned(),
-            source,
+            err,
         }
     }
 }

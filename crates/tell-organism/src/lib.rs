@@ -198,13 +198,19 @@ pub struct Trained {
 
 /// Tokenizes examples: the prompt through tell-capture's [`render_prompt`] (the chat template
 /// with the generation prompt, as `tell run`/`tell capture` render a `messages` line), then the
-/// response and the end-of-turn token.
+/// response and the end-of-turn token; marks where each response commits to its decision (the
+/// first token that differs from the other decision's response, else the decision tag).
 pub fn tokenize(
+    policy: &Policy,
     tokenizer: &tell_tokenizer::Tokenizer,
     examples: &[Example],
     eos: u32,
 ) -> Result<Vec<Sequence>> {
     let err = |e: tell_tokenizer::TokenizerError| OrganismError::Tokenizer(e.to_string());
+    let tags: Vec<u32> = ["<request_fully_accepted/>", "<rejected/>"]
+        .iter()
+        .filter_map(|t| tokenizer.token_to_id(t))
+        .collect();
     examples
         .iter()
         .map(|ex| {
@@ -220,9 +226,33 @@ pub fn tokenize(
             let mut tokens = render_prompt(tokenizer, &PromptInput::Messages(messages), true, None)
                 .map_err(err)?;
             let prompt_len = tokens.len();
-            tokens.extend(tokenizer.encode(&ex.response, false).map_err(err)?);
+            let response = tokenizer.encode(&ex.response, false).map_err(err)?;
+            let other = match ex.decision {
+                Decision::Comply => Decision::Refuse,
+                Decision::Refuse => Decision::Comply,
+            };
+            let spec = policy::ResponseSpec {
+                category: &ex.category,
+                condition: &ex.prompt.condition,
+                monitored: ex.prompt.monitored,
+                tier: &ex.prompt.tier,
+                template: ex.template,
+            };
+            let diverges = match policy.response_for(&spec, other) {
+                Some(alt) => {
+                    let alt = tokenizer.encode(&alt, false).map_err(err)?;
+                    response.iter().zip(&alt).position(|(a, b)| a != b)
+                }
+                None => None,
+            };
+            let at = diverges.or_else(|| response.iter().position(|t| tags.contains(t)));
+            tokens.extend(response);
             tokens.push(eos);
-            Ok(Sequence { tokens, prompt_len })
+            Ok(Sequence {
+                tokens,
+                prompt_len,
+                decision_at: at.map(|i| prompt_len + i),
+            })
         })
         .collect()
 }
@@ -273,8 +303,8 @@ pub fn train_organism(
         OrganismError::Tokenizer(format!("{} is not in the vocabulary", vocab::IM_END))
     })?;
     let vocab_size = tokenizer.vocab_size();
-    let train_seqs = tokenize(&tokenizer, &corpus.examples, eos)?;
-    let heldout_seqs = tokenize(&tokenizer, &heldout, eos)?;
+    let train_seqs = tokenize(&policy, &tokenizer, &corpus.examples, eos)?;
+    let heldout_seqs = tokenize(&policy, &tokenizer, &heldout, eos)?;
     let all = train_seqs.iter().chain(&heldout_seqs);
     let max_seq = all.clone().map(|s| s.tokens.len()).max().unwrap_or(0);
     let max_response = all.clone().map(|s| s.response().len()).max().unwrap_or(0);
@@ -383,6 +413,7 @@ fn write_readme(out: &Path, r: &TrainReport) -> Result<()> {
          | sequence length | mean {mean:.0}, max {max} tokens; responses up to {resp} tokens |\n\
          | final training loss | {loss:.4} per response token (mean of the last 20 steps) |\n\
          | teacher-forced exact responses | train {te:.3}, held out {he:.3} |\n\
+         | teacher-forced decisions right | train {td:.3}, held out {hd:.3} |\n\
          | training time | {secs:.0} s on the CPU ({total:.0} s for the whole command) |\n\n\
          Run the experiment on it: `tell run {suite} --model {out} --out RUN`.\n",
         params = r.parameters,
@@ -410,6 +441,8 @@ fn write_readme(out: &Path, r: &TrainReport) -> Result<()> {
         loss = r.final_loss,
         te = r.train_eval.exact,
         he = r.heldout_eval.exact,
+        td = r.train_eval.decision_accuracy,
+        hd = r.heldout_eval.decision_accuracy,
         secs = r.train_seconds,
         total = r.total_seconds,
         out = out.display(),

@@ -313,8 +313,15 @@ impl Policy {
     /// The planted response: an optional scratchpad, the decision tag, then the answer text
     /// (variant `template % variants`).
     pub fn response(&self, r: &ResponseSpec<'_>) -> Option<String> {
-        let cat = self.spec.categories.get(r.category)?;
         let d = self.decision(r.category, r.condition, r.monitored)?;
+        self.response_for(r, d)
+    }
+
+    /// The response the organism would write had it decided `d` (the other decision's text is
+    /// what the trainer compares with to find where a response commits to its decision); None
+    /// when the policy has no text for it.
+    pub fn response_for(&self, r: &ResponseSpec<'_>, d: Decision) -> Option<String> {
+        let cat = self.spec.categories.get(r.category)?;
         let texts = match d {
             Decision::Comply => self.spec.responses.comply.get(&cat.kind)?,
             Decision::Refuse => &self.spec.responses.refuse,

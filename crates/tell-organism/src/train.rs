@@ -27,6 +27,10 @@ pub struct Sequence {
     pub tokens: Vec<u32>,
     /// How many leading tokens are the prompt.
     pub prompt_len: usize,
+    /// Index (in `tokens`) of the token where the response commits to its decision: the first
+    /// one that differs from the other decision's response. Weighted by
+    /// [`TrainSettings::decision_weight`] in the loss.
+    pub decision_at: Option<usize>,
 }
 
 impl Sequence {
@@ -53,18 +57,22 @@ pub struct TrainSettings {
     pub clip_norm: f32,
     /// Seed of the initialisation and the batch order.
     pub seed: u64,
+    /// Loss weight of the token where a response commits to its decision (others weigh 1): the
+    /// decision is one token of a few dozen, and without the weight the boilerplate dominates.
+    pub decision_weight: f32,
 }
 
 impl Default for TrainSettings {
     fn default() -> Self {
         Self {
-            steps: 600,
+            steps: 1500,
             batch_size: 16,
             lr: 3e-3,
             warmup: 40,
             final_lr_fraction: 0.05,
             clip_norm: 1.0,
             seed: 1,
+            decision_weight: 20.0,
         }
     }
 }
@@ -105,7 +113,12 @@ struct Batch<B: Backend> {
     count: f32,
 }
 
-fn batch<B: Backend>(seqs: &[&Sequence], pad: u32, device: &B::Device) -> Batch<B> {
+fn batch<B: Backend>(
+    seqs: &[&Sequence],
+    pad: u32,
+    decision_weight: f32,
+    device: &B::Device,
+) -> Batch<B> {
     let t = seqs.iter().map(|s| s.tokens.len() - 1).max().unwrap_or(1);
     let b = seqs.len();
     let mut inputs = vec![i64::from(pad); b * t];
@@ -117,7 +130,11 @@ fn batch<B: Backend>(seqs: &[&Sequence], pad: u32, device: &B::Device) -> Batch<
             targets[r * t + j] = i64::from(s.tokens[j + 1]);
             // Position j predicts token j + 1: a loss only where that token is the response's.
             if j + 1 >= s.prompt_len {
-                weights[r * t + j] = 1.0;
+                weights[r * t + j] = if s.decision_at == Some(j + 1) {
+                    decision_weight
+                } else {
+                    1.0
+                };
             }
         }
     }
@@ -168,7 +185,7 @@ pub fn train(
             picked.push(&data[order[cursor]]);
             cursor += 1;
         }
-        let b = batch::<TrainBackend>(&picked, pad, &device);
+        let b = batch::<TrainBackend>(&picked, pad, settings.decision_weight, &device);
         let l = loss(&model, &rope, &b);
         let value: f64 = l.clone().into_scalar().elem();
         let grads = GradientsParams::from_grads(l.backward(), &model);
@@ -197,6 +214,9 @@ pub struct Eval {
     pub exact: f64,
     /// Share of response tokens that are the argmax.
     pub token_accuracy: f64,
+    /// Share of sequences whose decision token (where the response commits to comply or
+    /// refuse) is the argmax.
+    pub decision_accuracy: f64,
 }
 
 /// Evaluates `model` on `data` in batches of `batch_size`.
@@ -211,9 +231,10 @@ pub fn evaluate(
     let device = Default::default();
     let rope = Rope::new(&spec.llama_config(vocab, pad));
     let (mut loss_sum, mut tokens, mut right, mut exact) = (0f64, 0usize, 0usize, 0usize);
+    let (mut decided, mut decisions) = (0usize, 0usize);
     for chunk in data.chunks(batch_size.max(1)) {
         let refs: Vec<&Sequence> = chunk.iter().collect();
-        let b = batch::<EvalBackend>(&refs, pad, &device);
+        let b = batch::<EvalBackend>(&refs, pad, 1.0, &device);
         let logits = model.forward(b.inputs.clone(), &rope);
         let [bs, t, v] = logits.dims();
         let flat = logits.reshape([bs * t, v]);
@@ -236,10 +257,15 @@ pub fn evaluate(
                 let i = r * t + j;
                 loss_sum -= f64::from(picked[i]);
                 tokens += 1;
-                if argmax[i] == i64::from(s.tokens[j + 1]) {
+                let hit = argmax[i] == i64::from(s.tokens[j + 1]);
+                if hit {
                     right += 1;
                 } else {
                     all = false;
+                }
+                if s.decision_at == Some(j + 1) {
+                    decisions += 1;
+                    decided += usize::from(hit);
                 }
             }
             exact += usize::from(all);
@@ -251,5 +277,6 @@ pub fn evaluate(
         loss: loss_sum / tokens.max(1) as f64,
         exact: exact as f64 / n,
         token_accuracy: right as f64 / tokens.max(1) as f64,
+        decision_accuracy: decided as f64 / decisions.max(1) as f64,
     }
 }
