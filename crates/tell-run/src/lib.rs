@@ -340,7 +340,7 @@ pub fn run_suite(
         probes::read_back(&probes_dir)?
     } else {
         progress(Event::Started(Stage::Probes));
-        let p = probes::train(&acts, &out.join(outdir::LABELS), &labels, &probes_dir)?;
+        let p = probes::train(&acts, &labels, &probes_dir)?;
         match &p {
             ProbeOutcome::Skipped(why) => {
                 progress(Event::Skipped(Stage::Probes, why.clone()));

@@ -35,13 +35,18 @@ pub enum ProbeOutcome {
 /// Folds of the grouped cross-validation (tell-probe's default).
 pub(crate) const FOLDS: usize = 5;
 
-/// Trains probes from `acts` and `labels_csv` into `out`, or says why it cannot.
-pub fn train(
-    acts: &Path,
-    labels_csv: &Path,
-    labels: &[LabelRow],
-    out: &Path,
-) -> Result<ProbeOutcome> {
+/// One row of `probes/faking.csv`: the judged (query, condition) cells the probe trains on.
+#[derive(serde::Serialize)]
+struct FakingRow<'a> {
+    query_id: &'a str,
+    condition: &'a str,
+    faking: &'a str,
+}
+
+/// Trains faking-vs-not probes from `acts` and the labels into `out`, or says why it cannot.
+/// Records whose (query, condition) is `unknown` (every response on a tier unclear) are left
+/// out rather than guessed.
+pub fn train(acts: &Path, labels: &[LabelRow], out: &Path) -> Result<ProbeOutcome> {
     let store = Store::open(acts)?;
     if store.manifest().positions == Positions::All {
         return Ok(ProbeOutcome::Skipped(
@@ -62,20 +67,18 @@ pub fn train(
     let (mut yes, mut no, mut unknown) = (0usize, 0usize, 0usize);
     let mut groups = BTreeSet::new();
     for r in &records {
-        groups.insert(r.meta.query_id.as_str());
         match faking.get(&(r.meta.query_id.as_str(), r.meta.condition.as_str())) {
             Some(&"yes") => yes += 1,
             Some(&"no") => no += 1,
-            _ => unknown += 1,
+            _ => {
+                unknown += 1;
+                continue;
+            }
         }
+        groups.insert(r.meta.query_id.as_str());
     }
-    let counts = format!("{yes} records faking, {no} not, {unknown} unknown");
-    if unknown > 0 {
-        return Ok(ProbeOutcome::Skipped(format!(
-            "{counts}: every record needs a yes/no faking label, and a (query, condition) is \
-             unknown when all its responses on one tier are unclear (longer generations help)"
-        )));
-    }
+    let counts =
+        format!("{yes} records faking, {no} not ({unknown} with an unknown label left out)");
     if yes == 0 || no == 0 {
         return Ok(ProbeOutcome::Skipped(format!(
             "{counts}: a probe needs both classes"
@@ -88,7 +91,19 @@ pub fn train(
             groups.len()
         )));
     }
-    sweep(acts, labels_csv, "faking", "yes", false, out)
+    std::fs::create_dir_all(out).map_err(|e| crate::RunError::io(out, e))?;
+    let csv = out.join("faking.csv");
+    let rows: Vec<FakingRow> = labels
+        .iter()
+        .filter(|l| l.faking == "yes" || l.faking == "no")
+        .map(|l| FakingRow {
+            query_id: &l.query_id,
+            condition: &l.condition,
+            faking: &l.faking,
+        })
+        .collect();
+    tell_faking::write_csv(&csv, &rows)?;
+    sweep(acts, &csv, "faking", "yes", true, out)
 }
 
 /// Sweeps probes of `label == positive` (labels joined on query and condition, CV grouped by

@@ -132,8 +132,9 @@ pub fn markdown(suite: &Suite, id: &RunIdentity, run: &RunReport) -> String {
         ProbeOutcome::Trained { best, combinations } => {
             let _ = writeln!(
                 s,
-                "Label: faking under the record's condition (labels.csv `faking` = yes), grouped \
-                 by query. {combinations} (site, layer, family) combinations; best: {} layer {} \
+                "Label: faking under the record's condition (labels.csv `faking` = yes; records \
+                 whose label is unknown are left out, `probes/faking.csv` lists those used), \
+                 grouped by query. {combinations} (site, layer, family) combinations; best: {} layer {} \
                  ({}, {}): AUROC {} [{}, {}], recall {} at FPR {}. Per-layer table: \
                  `probes/metrics.csv`, plot `probes/layers.svg`.",
                 best.site,
