@@ -32,10 +32,7 @@ pub fn small_matmul_t(x: &[f32], m: usize, k: usize, wt: &[f32], n: usize) -> Ve
     }
     let kernel = Kernel::detect();
     let tasks = rayon::current_num_threads() * TASKS_PER_THREAD;
-    let columns = n
-        .div_ceil(tasks)
-        .next_multiple_of(2)
-        .max(MIN_COLUMNS_PER_TASK);
+    let columns = n.div_ceil(tasks).max(MIN_COLUMNS_PER_TASK);
     out_t
         .par_chunks_mut(columns * m)
         .zip(wt.par_chunks(columns * k))
@@ -77,9 +74,12 @@ impl Kernel {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! The SIMD kernels. Weight rows go four at a time against rows of `x` four (then two, then
-    //! one) at a time: 16 accumulators in registers, eight loads per 16 fused multiply-adds, and
-    //! the four weight rows stay in L1 while every group of `x` rows passes over them.
+    //! The SIMD kernels. A task's weight rows are cut into `JW` equal runs, and step `i` takes row
+    //! `i` of every run: four weight rows at a time, each read from its own sequential stream (four
+    //! adjacent rows would be four short streams that the hardware prefetcher follows badly, about
+    //! halving the bandwidth). The four rows go against rows of `x` four (then two, then one) at a
+    //! time: 16 accumulators in registers, eight loads per 16 fused multiply-adds, and the four
+    //! weight rows stay in L1 while every group of `x` rows passes over them.
     //!
     //! Per row of `x` and weight row, the dot product is summed over `k` in SIMD lanes (in order
     //! of `k`), the lanes are added by a fixed tree and the tail of `k` is added last, the same
@@ -87,7 +87,7 @@ mod x86 {
 
     use std::arch::x86_64::*;
 
-    /// Weight rows per pass.
+    /// Weight rows per step (and sequential streams per task).
     const JW: usize = 4;
 
     macro_rules! kernel {
@@ -98,31 +98,27 @@ mod x86 {
             pub fn $task(x: &[f32], m: usize, k: usize, w: &[f32], out: &mut [f32]) {
                 let n = out.len() / m;
                 assert!(x.len() == m * k && w.len() == n * k && out.len() == n * m);
-                let mut j = 0;
-                while j < n {
-                    // Past the last row, the last row again (its results are not written).
-                    let rows: [&[f32]; JW] =
-                        std::array::from_fn(|q| &w[(j + q).min(n - 1) * k..][..k]);
-                    let valid = (n - j).min(JW);
-                    // The weight rows two passes on are fetched while these are used: the rows of a
-                    // pass are `JW` short streams that the hardware prefetcher follows badly. (A
-                    // prefetch never faults, so lines past the end of `w` would be harmless.)
-                    let next = w[((j + 2 * JW) * k).min(w.len().saturating_sub(JW * k))..].as_ptr();
+                let run = n.div_ceil(JW);
+                for step in 0..run {
+                    // Row `step` of each run; a run shorter than the others repeats its last row
+                    // (whose results are not written again).
+                    let rows: [usize; JW] = std::array::from_fn(|q| (q * run + step).min(n - 1));
+                    let weights: [&[f32]; JW] = rows.map(|j| &w[j * k..][..k]);
                     let mut i = 0;
                     while i < m {
                         let mut res = [[0f32; 4]; JW];
-                        let fetch = if i == 0 { Some(next) } else { None };
                         let r = match m - i {
-                            4.. => $block::<4>(&x[i * k..], k, &rows, fetch, &mut res),
-                            2 | 3 => $block::<2>(&x[i * k..], k, &rows, fetch, &mut res),
-                            _ => $block::<1>(&x[i * k..], k, &rows, fetch, &mut res),
+                            4.. => $block::<4>(&x[i * k..], k, &weights, &mut res),
+                            2 | 3 => $block::<2>(&x[i * k..], k, &weights, &mut res),
+                            _ => $block::<1>(&x[i * k..], k, &weights, &mut res),
                         };
-                        for (q, res) in res.iter().enumerate().take(valid) {
-                            out[(j + q) * m + i..][..r].copy_from_slice(&res[..r]);
+                        for (q, res) in res.iter().enumerate() {
+                            if q * run + step < n {
+                                out[rows[q] * m + i..][..r].copy_from_slice(&res[..r]);
+                            }
                         }
                         i += r;
                     }
-                    j += JW;
                 }
             }
 
@@ -133,7 +129,6 @@ mod x86 {
                 x: &[f32],
                 k: usize,
                 w: &[&[f32]; JW],
-                fetch: Option<*const f32>,
                 res: &mut [[f32; 4]; JW],
             ) -> usize {
                 assert!(R <= 4 && x.len() >= R * k && w.iter().all(|r| r.len() >= k));
@@ -145,13 +140,6 @@ mod x86 {
                 while c < body {
                     // SAFETY: c + lanes <= k, and the assert bounds every row by `k`.
                     unsafe {
-                        if let Some(p) = fetch {
-                            // One cache line of each of the next `JW` rows per step: `lanes`
-                            // floats are 32 or 64 bytes, so every line is asked for at least once.
-                            for q in 0..JW {
-                                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(q * k + c) as *const i8);
-                            }
-                        }
                         let wv: [_; JW] = std::array::from_fn(|q| $load(wp[q].add(c)));
                         for r in 0..R {
                             let xv = $load(xp.add(r * k + c));
