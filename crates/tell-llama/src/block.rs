@@ -1,7 +1,5 @@
 //! One decoder block: RMSNorm, grouped-query attention with RoPE, SwiGLU MLP.
 
-use std::borrow::Cow;
-
 use burn::tensor::{activation, backend::Backend, Int, Tensor, TensorData};
 
 use crate::config::LlamaConfig;
@@ -282,32 +280,32 @@ impl<B: Backend> Attention<B> {
         let heads = self.heads(b, t);
         let (q, k, v) = cpu::rope_split(qkv, heads, cos, sin);
         let scale = self.scale() as f32;
-        let (k, v, cap, len) = match cache {
-            Some(slot) => {
-                let (k, v, cap, len) = slot.append_host(&k, &v, heads);
-                (Cow::Borrowed(k), Cow::Borrowed(v), cap, len)
-            }
-            None => (Cow::Owned(k), Cow::Owned(v), t, t),
-        };
+        // Without a cache (a plain forward pass) the keys and values go through a scratch one, so
+        // that attention always reads the cache's layout.
+        let mut scratch = LayerCache::default();
+        let slot = cache.unwrap_or(&mut scratch);
+        let (kt, v, cap, len) = slot.append_host(&k, &v, heads);
         if t <= HOST_ATTENTION_MAX_SEQ {
-            let ctx = cpu::attend(&q, &k, &v, cap, len, bias, heads, scale);
+            let ctx = cpu::attend(&q, kt, v, cap, len, bias, heads, scale);
             return cpu::tensor(ctx, [b, t, h * hd], device);
         }
         // Many query positions (a long prompt): the score and context products go to `gemm`.
         let groups = h / kvh;
-        let prefix = |x: &[f32]| {
-            if cap == len {
+        // The first `width` of every `run` values: the filled positions of the keys
+        // (`[.., hd, cap]`, transposed) and of the values (`[.., cap, hd]`).
+        let prefix = |x: &[f32], run: usize, width: usize| -> Vec<f32> {
+            if run == width {
                 return x.to_vec();
             }
-            x.chunks_exact(cap * hd)
-                .flat_map(|block| &block[..len * hd])
+            x.chunks_exact(run)
+                .flat_map(|r| &r[..width])
                 .copied()
                 .collect()
         };
-        let k = cpu::tensor::<B, 4>(prefix(&k), [b, kvh, len, hd], device);
-        let v = cpu::tensor::<B, 4>(prefix(&v), [b, kvh, len, hd], device);
+        let kt = cpu::tensor::<B, 4>(prefix(kt, cap, len), [b, kvh, hd, len], device);
+        let v = cpu::tensor::<B, 4>(prefix(v, cap * hd, len * hd), [b, kvh, len, hd], device);
         let q = cpu::tensor::<B, 4>(q, [b, kvh, groups * t, hd], device);
-        let scores = q.matmul(k.swap_dims(2, 3));
+        let scores = q.matmul(kt);
         let scores = cpu::update_in_place(scores, |s| {
             cpu::scale_add_bias(s, bias, heads, len, scale);
         })
@@ -341,12 +339,40 @@ pub struct LayerCache<B: Backend> {
 enum KvStore<B: Backend> {
     /// Tensors of the backend (the generic path).
     Device { k: Tensor<B, 4>, v: Tensor<B, 4> },
-    /// Host memory (the `flex` path: written in place, read by [`cpu::attend`]).
+    /// Host memory (the `flex` path: written in place, read by [`cpu::attend`]). `shape` is
+    /// `[batch, kv_heads, capacity, head_dim]`; `v` has that layout, and `k` is stored transposed,
+    /// `[batch, kv_heads, head_dim, capacity]`, so that the scores of consecutive keys are SIMD
+    /// lanes.
     Host {
         k: Vec<f32>,
         v: Vec<f32>,
         shape: [usize; 4],
     },
+}
+
+/// Host keys `[.., head_dim, cap]` (as [`KvStore::Host`] holds them) as a backend tensor
+/// `[.., cap, head_dim]` (a transposed view).
+fn host_keys<B: Backend>(k: Vec<f32>, shape: [usize; 4], device: &B::Device) -> Tensor<B, 4> {
+    let [b, h, cap, d] = shape;
+    cpu::tensor::<B, 4>(k, [b, h, d, cap], device).swap_dims(2, 3)
+}
+
+/// Each `[rows, cols]` block of `src` transposed into the first `rows` columns of the matching
+/// `[cols, stride]` block of `dst`.
+fn transpose_blocks(dst: &mut [f32], stride: usize, src: &[f32], rows: usize, cols: usize) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    for (d, s) in dst
+        .chunks_exact_mut(cols * stride)
+        .zip(src.chunks_exact(rows * cols))
+    {
+        for (r, row) in s.chunks_exact(cols).enumerate() {
+            for (c, &x) in row.iter().enumerate() {
+                d[c * stride + r] = x;
+            }
+        }
+    }
 }
 
 impl<B: Backend> std::fmt::Debug for LayerCache<B> {
@@ -409,8 +435,9 @@ impl<B: Backend> LayerCache<B> {
                 shape,
             }) => {
                 let device = k.device();
-                let old = |x: Vec<f32>| Some(cpu::tensor::<B, 4>(x, shape, &device));
-                (grow(old(kh)), grow(old(vh)))
+                let kh = host_keys::<B>(kh, shape, &device);
+                let vh = cpu::tensor::<B, 4>(vh, shape, &device);
+                (grow(Some(kh)), grow(Some(vh)))
             }
             None => (grow(None), grow(None)),
         };
@@ -428,8 +455,8 @@ impl<B: Backend> LayerCache<B> {
     }
 
     /// Appends `k` and `v` (`[batch, kv_heads, seq, head_dim]` on the host) in place and returns
-    /// the key and value buffers (`[batch, kv_heads, capacity, head_dim]`), the capacity and the
-    /// number of filled positions.
+    /// the transposed key buffer (`[batch, kv_heads, head_dim, capacity]`), the value buffer
+    /// (`[batch, kv_heads, capacity, head_dim]`), the capacity and the number of filled positions.
     pub fn append_host(
         &mut self,
         k: &[f32],
@@ -442,24 +469,35 @@ impl<B: Backend> LayerCache<B> {
         if !fits {
             let cap = end.next_multiple_of(CACHE_CHUNK);
             let (mut kn, mut vn) = (vec![0f32; b * h * cap * d], vec![0f32; b * h * cap * d]);
-            let old = match self.store.take() {
-                Some(KvStore::Host { k, v, shape }) => Some((k, v, shape[2])),
-                Some(KvStore::Device { k, v }) => {
-                    let old_cap = k.dims()[2];
-                    let host = |x: Tensor<B, 4>| x.into_data().convert::<f32>().to_vec::<f32>();
-                    host(k).ok().zip(host(v).ok()).map(|(k, v)| (k, v, old_cap))
-                }
-                None => None,
-            };
-            if let Some((ko, vo, old_cap)) = old {
-                for (dst, src) in [(&mut kn, &ko), (&mut vn, &vo)] {
-                    for (nb, ob) in dst
-                        .chunks_exact_mut(cap * d)
-                        .zip(src.chunks_exact(old_cap * d))
-                    {
+            match self.store.take() {
+                Some(KvStore::Host { k, v, shape }) => {
+                    let old = shape[2];
+                    for (nb, ob) in kn.chunks_exact_mut(cap).zip(k.chunks_exact(old)) {
+                        nb[..start].copy_from_slice(&ob[..start]);
+                    }
+                    for (nb, ob) in vn.chunks_exact_mut(cap * d).zip(v.chunks_exact(old * d)) {
                         nb[..start * d].copy_from_slice(&ob[..start * d]);
                     }
                 }
+                Some(KvStore::Device { k, v }) => {
+                    // Left by a change of the batch (`shift`, `concat_rows`): back to the host.
+                    let host = |x: Tensor<B, 4>| {
+                        x.slice([0..b, 0..h, 0..start, 0..d])
+                            .into_data()
+                            .convert::<f32>()
+                            .to_vec::<f32>()
+                            .expect("f32 cache")
+                    };
+                    transpose_blocks(&mut kn, cap, &host(k), start, d);
+                    let v = host(v);
+                    if start > 0 {
+                        for (nb, ob) in vn.chunks_exact_mut(cap * d).zip(v.chunks_exact(start * d))
+                        {
+                            nb[..start * d].copy_from_slice(ob);
+                        }
+                    }
+                }
+                None => {}
             }
             self.store = Some(KvStore::Host {
                 k: kn,
@@ -476,8 +514,16 @@ impl<B: Backend> LayerCache<B> {
             unreachable!("the host store was just made");
         };
         let cap = shape[2];
-        for (dst, src) in [(&mut *kb, k), (&mut *vb, v)] {
-            for (nb, ob) in dst.chunks_exact_mut(cap * d).zip(src.chunks_exact(t * d)) {
+        if t > 0 && d > 0 {
+            // Keys go in transposed: position `start + i` of row `c` of each `[d, cap]` block.
+            for (nb, ob) in kb.chunks_exact_mut(d * cap).zip(k.chunks_exact(t * d)) {
+                for (i, key) in ob.chunks_exact(d).enumerate() {
+                    for (c, &x) in key.iter().enumerate() {
+                        nb[c * cap + start + i] = x;
+                    }
+                }
+            }
+            for (nb, ob) in vb.chunks_exact_mut(cap * d).zip(v.chunks_exact(t * d)) {
                 nb[start * d..end * d].copy_from_slice(ob);
             }
         }
@@ -494,10 +540,10 @@ impl<B: Backend> LayerCache<B> {
         };
         match &self.store {
             Some(KvStore::Device { k, v }) => Some((view(k.clone()), view(v.clone()))),
-            Some(KvStore::Host { k, v, shape }) => {
-                let t = |x: &Vec<f32>| view(cpu::tensor::<B, 4>(x.clone(), *shape, device));
-                Some((t(k), t(v)))
-            }
+            Some(KvStore::Host { k, v, shape }) => Some((
+                view(host_keys::<B>(k.clone(), *shape, device)),
+                view(cpu::tensor::<B, 4>(v.clone(), *shape, device)),
+            )),
             None => None,
         }
     }

@@ -81,17 +81,24 @@ fn rope_into(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Attention of `q` (`[batch, heads, seq, head_dim]`) over the first `len` positions of the key
-/// and value buffers `k`, `v` (`[batch, kv_heads, cap, head_dim]`), with the additive `bias`
-/// (`[batch, seq, len]`): `softmax(q . k * scale + bias) . v` per query head, each query head
-/// using key/value head `head / (heads / kv_heads)` as transformers' `repeat_kv` does. Returns the
-/// context `[batch, seq, heads * head_dim]`, ready for the output projection.
+/// Keys whose scores one pass computes: four SIMD vectors of lanes.
+const KEY_TILE_VECTORS: usize = 4;
+
+/// Attention of `q` (`[batch, heads, seq, head_dim]`) over the first `len` positions of a KV
+/// cache: keys `kt` stored transposed (`[batch, kv_heads, head_dim, cap]`), values `v`
+/// (`[batch, kv_heads, cap, head_dim]`), with the additive `bias` (`[batch, seq, len]`):
+/// `softmax(q . k * scale + bias) . v` per query head, each query head using key/value head
+/// `head / (heads / kv_heads)` as transformers' `repeat_kv` does. Returns the context
+/// `[batch, seq, heads * head_dim]`, ready for the output projection. `cap` must be a multiple of
+/// 64 (scores are computed for whole tiles of keys; those past `len` are dropped).
 ///
-/// Meant for a few query positions (decoding): the work is `seq * len` dot products per head.
+/// The score of key `s` is summed over the head dimension in order, with the keys in SIMD lanes
+/// (no horizontal sums); the context adds `p_s * v_s` in order of `s`. Meant for a few query
+/// positions (decoding): the work is `seq * len` products per head.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     q: &[f32],
-    k: &[f32],
+    kt: &[f32],
     v: &[f32],
     cap: usize,
     len: usize,
@@ -106,9 +113,9 @@ pub fn attend(
         kv_heads: kvh,
         head_dim: hd,
     } = s;
-    assert!(len <= cap && h % kvh == 0);
+    assert!(len <= cap && cap.is_multiple_of(64) && h.is_multiple_of(kvh));
     assert_eq!(q.len(), b * h * t * hd, "attend: q is not [b, h, t, hd]");
-    assert!(k.len() == b * kvh * cap * hd && v.len() == k.len());
+    assert!(kt.len() == b * kvh * hd * cap && v.len() == kt.len());
     assert_eq!(bias.len(), b * t * len, "attend: bias is not [b, t, len]");
     let mut ctx = vec![0f32; b * t * h * hd];
     if ctx.is_empty() {
@@ -120,7 +127,7 @@ pub fn attend(
         .for_each(|(bi, out)| {
             let row = Row {
                 q: &q[bi * h * t * hd..][..h * t * hd],
-                k: &k[bi * kvh * cap * hd..][..kvh * cap * hd],
+                kt: &kt[bi * kvh * hd * cap..][..kvh * hd * cap],
                 v: &v[bi * kvh * cap * hd..][..kvh * cap * hd],
                 bias: &bias[bi * t * len..][..t * len],
                 cap,
@@ -136,7 +143,7 @@ pub fn attend(
 /// One batch row's share of [`attend`].
 struct Row<'a> {
     q: &'a [f32],
-    k: &'a [f32],
+    kt: &'a [f32],
     v: &'a [f32],
     bias: &'a [f32],
     cap: usize,
@@ -192,17 +199,35 @@ fn attend_body<const L: usize>(
     } = row.s;
     let (cap, len) = (row.cap, row.len);
     let groups = h / kvh;
-    let mut scores = vec![0f32; len];
+    let tile = KEY_TILE_VECTORS * L;
+    let tiles = len.div_ceil(tile);
+    let mut scores = vec![0f32; tiles * tile];
     for head in 0..h {
         let kv = head / groups;
-        let keys = &row.k[kv * cap * hd..][..len * hd];
+        let keys = &row.kt[kv * hd * cap..][..hd * cap];
         let values = &row.v[kv * cap * hd..][..len * hd];
         for ti in 0..t {
             let qv = &row.q[(head * t + ti) * hd..][..hd];
+            for (n, tile_scores) in scores.chunks_exact_mut(tile).enumerate() {
+                let s0 = n * tile;
+                let mut acc = [[0f32; L]; KEY_TILE_VECTORS];
+                for (dim, &qd) in qv.iter().enumerate() {
+                    let k_row = &keys[dim * cap + s0..][..tile];
+                    for (a, ks) in acc.iter_mut().zip(k_row.chunks_exact(L)) {
+                        for l in 0..L {
+                            a[l] = fma(qd, ks[l], a[l]);
+                        }
+                    }
+                }
+                for (dst, a) in tile_scores.chunks_exact_mut(L).zip(&acc) {
+                    dst.copy_from_slice(a);
+                }
+            }
             let bias = &row.bias[ti * len..][..len];
+            let scores = &mut scores[..len];
             let mut max = f32::NEG_INFINITY;
-            for (si, score) in scores.iter_mut().enumerate() {
-                *score = dot::<L>(qv, &keys[si * hd..][..hd], fma) * row.scale + bias[si];
+            for (score, &add) in scores.iter_mut().zip(bias) {
+                *score = *score * row.scale + add;
                 max = max.max(*score);
             }
             let mut sum = 0f32;
@@ -211,38 +236,14 @@ fn attend_body<const L: usize>(
                 sum += *score;
             }
             let ctx = &mut out[(ti * h + head) * hd..][..hd];
-            for (si, &e) in scores.iter().enumerate() {
+            for (&e, value) in scores.iter().zip(values.chunks_exact(hd)) {
                 let p = e / sum;
-                for (c, &x) in ctx.iter_mut().zip(&values[si * hd..][..hd]) {
+                for (c, &x) in ctx.iter_mut().zip(value) {
                     *c = fma(p, x, *c);
                 }
             }
         }
     }
-}
-
-/// `a . b`, summed in `L` lanes in order, then the lanes pairwise, then the tail.
-#[inline(always)]
-fn dot<const L: usize>(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
-    let body = a.len() / L * L;
-    let mut acc = [0f32; L];
-    for (ca, cb) in a[..body].chunks_exact(L).zip(b[..body].chunks_exact(L)) {
-        for l in 0..L {
-            acc[l] = fma(ca[l], cb[l], acc[l]);
-        }
-    }
-    let mut width = L;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            acc[l] += acc[l + width];
-        }
-    }
-    let mut sum = acc[0];
-    for (x, y) in a[body..].iter().zip(&b[body..]) {
-        sum = fma(*x, *y, sum);
-    }
-    sum
 }
 
 /// `scores = scores * scale + bias` in place, for `scores` `[batch, heads, seq, len]` and `bias`
@@ -358,30 +359,42 @@ mod tests {
             kv_heads: 2,
             head_dim: 20,
         };
-        let (cap, len) = (7, 5);
         let device = Default::default();
-        let q = values(2 * 6 * 2 * 20, 4);
-        let (k, v) = (values(2 * 2 * cap * 20, 5), values(2 * 2 * cap * 20, 6));
-        let mut bias = values(2 * 2 * len, 7);
-        bias[3] = -1.0e30; // a masked key
-        let scale = 0.25;
-        let got = attend(&q, &k, &v, cap, len, &bias, s, scale);
-        // The reference: keys and values repeated per query head, as transformers does.
-        let kv = |x: Vec<f32>| {
-            tensor::<F, 4>(x, [2, 2, cap, 20], &device)
-                .slice([0..2, 0..2, 0..len, 0..20])
-                .unsqueeze_dim::<5>(2)
-                .expand([2, 2, 3, len, 20])
-                .reshape([2, 6, len, 20])
-        };
-        let qt = tensor::<F, 4>(q, [2, 6, 2, 20], &device);
-        let bt = tensor::<F, 4>(bias, [2, 1, 2, len], &device);
-        let scores = qt.matmul(kv(k).swap_dims(2, 3)) * scale as f64 + bt;
-        let want = activation::softmax(scores, 3)
-            .matmul(kv(v))
-            .swap_dims(1, 2)
-            .reshape([2, 2, 6 * 20]);
-        close(&got, &host(want), 1e-6, "attend");
+        // More keys than one tile, and a cache with room left.
+        for (cap, len) in [(64, 5), (128, 70), (128, 128)] {
+            let q = values(2 * 6 * 2 * 20, 4);
+            let (k, v) = (values(2 * 2 * cap * 20, 5), values(2 * 2 * cap * 20, 6));
+            let mut bias = values(2 * 2 * len, 7);
+            bias[3] = -1.0e30; // a masked key
+            let scale = 0.25;
+            // The cache holds keys transposed, `[b, kv, hd, cap]`.
+            let kt: Vec<f32> = k
+                .chunks_exact(cap * 20)
+                .flat_map(|block| (0..20 * cap).map(move |i| block[(i % cap) * 20 + i / cap]))
+                .collect();
+            let got = attend(&q, &kt, &v, cap, len, &bias, s, scale);
+            // The reference: keys and values repeated per query head, as transformers does.
+            let kv = |x: Vec<f32>| {
+                tensor::<F, 4>(x, [2, 2, cap, 20], &device)
+                    .slice([0..2, 0..2, 0..len, 0..20])
+                    .unsqueeze_dim::<5>(2)
+                    .expand([2, 2, 3, len, 20])
+                    .reshape([2, 6, len, 20])
+            };
+            let qt = tensor::<F, 4>(q, [2, 6, 2, 20], &device);
+            let bt = tensor::<F, 4>(bias, [2, 1, 2, len], &device);
+            let scores = qt.matmul(kv(k).swap_dims(2, 3)) * scale as f64 + bt;
+            let want = activation::softmax(scores, 3)
+                .matmul(kv(v))
+                .swap_dims(1, 2)
+                .reshape([2, 2, 6 * 20]);
+            close(
+                &got,
+                &host(want),
+                1e-6,
+                &format!("attend cap {cap} len {len}"),
+            );
+        }
     }
 
     #[test]
