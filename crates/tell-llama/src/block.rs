@@ -31,6 +31,10 @@ impl<B: Backend> RmsNorm<B> {
 
     /// Normalises over the last dimension.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        if let (Some(xh), Some(w)) = (HostF32::of(&x), HostF32::of(&self.weight)) {
+            let y = cpu::rms_norm(xh.values(), w.values(), self.eps as f32);
+            return cpu::tensor(y, x.dims(), &x.device());
+        }
         let var = (x.clone() * x.clone()).mean_dim(2);
         // A true division: burn-ndarray's SIMD `recip` is an approximation (about 1e-5 relative)
         // used for some elements and not others, which broke padding invariance.
@@ -118,10 +122,15 @@ impl<B: Backend> Linear<B> {
         match &self.host {
             Some(w) if m <= cpu::SMALL_ROWS => {
                 let device = x.device();
-                let x = x.into_data().convert::<f32>();
-                let x = x.as_slice::<f32>().expect("f32 activations");
-                let y = cpu::small_matmul_t(x, m, d, w.values(), out);
-                Tensor::from_data(TensorData::new(y, [b, t, out]), &device)
+                let y = match HostF32::of(&x) {
+                    Some(x) => cpu::small_matmul_t(x.values(), m, d, w.values(), out),
+                    None => {
+                        let x = x.into_data().convert::<f32>();
+                        let x = x.as_slice::<f32>().expect("f32 activations");
+                        cpu::small_matmul_t(x, m, d, w.values(), out)
+                    }
+                };
+                cpu::tensor(y, [b, t, out], &device)
             }
             Some(_) => x
                 .reshape([m, d])

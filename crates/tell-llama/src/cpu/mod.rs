@@ -5,9 +5,10 @@
 //!   crate under `flex` packs the whole weight matrix for every such product, which costs several
 //!   times the product itself; here each weight row is read once, straight from the tensor's
 //!   storage, for all rows of the batch.
-//! - [`rope_split`], [`attend`], [`scale_add_bias`], [`swiglu`]: the element-wise glue of a block
-//!   (splitting the fused q/k/v product, RoPE, attention over the KV cache, SwiGLU) in one pass
-//!   each over contiguous memory, where burn's ops would walk strided views element by element.
+//! - [`rms_norm`], [`rope_split`], [`attend`], [`scale_add_bias`], [`swiglu`]: the element-wise
+//!   glue of a block (RMSNorm, splitting the fused q/k/v product, RoPE, attention over the KV
+//!   cache, SwiGLU) in one pass each over contiguous memory, where burn's ops would walk strided
+//!   views element by element or pay a dispatch and an allocation per small op.
 //!
 //! Each function works on plain slices and is checked against burn's ops in the tests.
 
@@ -20,7 +21,7 @@ mod matmul;
 mod ops;
 
 pub use matmul::{small_matmul_t, SMALL_ROWS};
-pub use ops::{attend, rope_split, scale_add_bias, swiglu, Heads};
+pub use ops::{attend, rms_norm, rope_split, scale_add_bias, swiglu, Heads};
 
 /// Whether `B` is the `flex` backend, whose tensors [`HostF32`] reads.
 pub fn is_flex<B: Backend>() -> bool {

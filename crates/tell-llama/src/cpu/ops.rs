@@ -93,7 +93,7 @@ const KEY_TILE_VECTORS: usize = 4;
 /// 64 (scores are computed for whole tiles of keys; those past `len` are dropped).
 ///
 /// The score of key `s` is summed over the head dimension in order, with the keys in SIMD lanes
-/// (no horizontal sums); the context adds `p_s * v_s` in order of `s`. Meant for a few query
+/// (no horizontal sums); the context adds `p_s * v_s` in order of `s`, in registers. Meant for a few query
 /// positions (decoding): the work is `seq * len` products per head.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
@@ -180,6 +180,16 @@ mod x86 {
     pub fn attend_avx2(row: &Row<'_>, out: &mut [f32]) {
         attend_body::<8>(row, out, f32::mul_add);
     }
+
+    #[target_feature(enable = "avx512f")]
+    pub fn swiglu_avx512(gate_up: &[f32], out: &mut [f32]) {
+        super::swiglu_body(gate_up, out);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn swiglu_avx2(gate_up: &[f32], out: &mut [f32]) {
+        super::swiglu_body(gate_up, out);
+    }
 }
 
 /// The loops of [`Kernel::attend_row`], inlined into each feature-specific copy so that the lane
@@ -230,15 +240,32 @@ fn attend_body<const L: usize>(
                 *score = *score * row.scale + add;
                 max = max.max(*score);
             }
-            let mut sum = 0f32;
             for score in scores.iter_mut() {
-                *score = (*score - max).exp();
-                sum += *score;
+                *score = exp(*score - max);
             }
+            let sum: f32 = scores.iter().sum();
+            for score in scores.iter_mut() {
+                *score /= sum;
+            }
+            // The context in tiles of `KEY_TILE_VECTORS` vectors held in registers over all keys,
+            // then the rest of the head one value at a time.
             let ctx = &mut out[(ti * h + head) * hd..][..hd];
-            for (&e, value) in scores.iter().zip(values.chunks_exact(hd)) {
-                let p = e / sum;
-                for (c, &x) in ctx.iter_mut().zip(value) {
+            let body = hd / tile * tile;
+            for c0 in (0..body).step_by(tile) {
+                let mut acc = [[0f32; L]; KEY_TILE_VECTORS];
+                for (&p, value) in scores.iter().zip(values.chunks_exact(hd)) {
+                    for (a, vs) in acc.iter_mut().zip(value[c0..c0 + tile].chunks_exact(L)) {
+                        for l in 0..L {
+                            a[l] = fma(p, vs[l], a[l]);
+                        }
+                    }
+                }
+                for (dst, a) in ctx[c0..c0 + tile].chunks_exact_mut(L).zip(&acc) {
+                    dst.copy_from_slice(a);
+                }
+            }
+            for (&p, value) in scores.iter().zip(values.chunks_exact(hd)) {
+                for (c, &x) in ctx[body..].iter_mut().zip(&value[body..]) {
                     *c = fma(p, x, *c);
                 }
             }
@@ -270,34 +297,104 @@ pub fn scale_add_bias(scores: &mut [f32], bias: &[f32], s: Heads, len: usize, sc
         });
 }
 
+/// RMSNorm of each row of `x` (rows of `weight.len()` values): `x / sqrt(mean(x^2) + eps) * weight`,
+/// in the order of operations of `RmsNorm::forward` (the mean is summed in another order).
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+    let d = weight.len();
+    assert!(
+        d > 0 && x.len().is_multiple_of(d),
+        "rms_norm: x is not [rows, d]"
+    );
+    let mut out = vec![0f32; x.len()];
+    let norm = |(o, row): (&mut [f32], &[f32])| {
+        let mean = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let rms = (mean + eps).sqrt();
+        for ((o, &v), &w) in o.iter_mut().zip(row).zip(weight) {
+            *o = v / rms * w;
+        }
+    };
+    if x.len() >= 1 << 16 {
+        out.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(norm);
+    } else {
+        out.chunks_mut(d).zip(x.chunks(d)).for_each(norm);
+    }
+    out
+}
+
 /// SwiGLU: `silu(gate) * up` for `gate_up` (`[rows, 2 width]`, gate then up in each row); returns
-/// `[rows, width]`. `silu(x) = x * sigmoid(x)` with `flex`'s sigmoid, so the result equals burn's
-/// `silu(gate) * up` bit for bit.
+/// `[rows, width]`. `silu(x) = x * sigmoid(x)`, with `flex`'s two-sided sigmoid but the SIMD
+/// [`exp`] (equal to burn's `silu(gate) * up` to rounding).
 pub fn swiglu(gate_up: &[f32], rows: usize, width: usize) -> Vec<f32> {
     assert_eq!(gate_up.len(), rows * 2 * width, "swiglu: gate_up shape");
     let mut out = vec![0f32; rows * width];
     if out.is_empty() {
         return out;
     }
+    let kernel = Kernel::detect();
     out.par_chunks_mut(width)
         .zip(gate_up.par_chunks(2 * width))
         .with_min_len(8)
-        .for_each(|(out, gu)| {
-            let (gate, up) = gu.split_at(width);
-            for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-                *o = g * sigmoid(g) * u;
-            }
-        });
+        .for_each(|(out, gu)| kernel.swiglu_row(gu, out));
     out
 }
 
-/// burn-flex's sigmoid, term for term.
-fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
+impl Kernel {
+    /// One row of [`swiglu`].
+    fn swiglu_row(self, gate_up: &[f32], out: &mut [f32]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` saw AVX-512F, the feature `swiglu_avx512` is compiled for.
+            Self::Avx512 => unsafe { x86::swiglu_avx512(gate_up, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` saw AVX2 and FMA, the features `swiglu_avx2` is compiled for.
+            Self::Avx2 => unsafe { x86::swiglu_avx2(gate_up, out) },
+            Self::Portable => swiglu_body(gate_up, out),
+        }
+    }
+}
+
+/// `silu(gate) * up` over one row, a loop the compiler turns into SIMD code.
+#[inline(always)]
+fn swiglu_body(gate_up: &[f32], out: &mut [f32]) {
+    let (gate, up) = gate_up.split_at(out.len());
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        // flex's sigmoid: 1 / (1 + e^-g) for g >= 0, e^g / (1 + e^g) below, with e = e^-|g|.
+        let e = exp(-g.abs());
+        let sigmoid = if g >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
+            e / (1.0 + e)
+        };
+        *o = g * sigmoid * u;
+    }
+}
+
+/// `e^x` in f32 without branches or calls, so that loops over it become SIMD code: Cephes' `expf`
+/// (`x = n ln 2 + r`, `|r| <= ln 2 / 2`, a degree-6 polynomial for `e^r`, `2^n` from the exponent
+/// bits), within 2 ulp of `f32::exp`. Below -87.3 it is 0 (`e^-87.3` is about `1.2e-38`, near the
+/// smallest normal number; masked attention scores are -1e30), above 88.3 it stays `e^88.3`.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MIN: f32 = -87.3;
+    let tiny = x < MIN;
+    let x = x.clamp(MIN, 88.3);
+    let n = (x * LOG2E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_2e-4;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let y = p * (r * r) + r + 1.0;
+    let e = y * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if tiny {
+        0.0
     } else {
-        let e = x.exp();
-        e / (1.0 + e)
+        e
     }
 }
 
@@ -352,48 +449,45 @@ mod tests {
 
     #[test]
     fn attend_equals_attention_with_repeated_kv_heads() {
-        let s = Heads {
-            batch: 2,
-            seq: 2,
-            heads: 6,
-            kv_heads: 2,
-            head_dim: 20,
-        };
         let device = Default::default();
-        // More keys than one tile, and a cache with room left.
-        for (cap, len) in [(64, 5), (128, 70), (128, 128)] {
-            let q = values(2 * 6 * 2 * 20, 4);
-            let (k, v) = (values(2 * 2 * cap * 20, 5), values(2 * 2 * cap * 20, 6));
+        // Head widths below, at and past the 64 values the context keeps in registers; more keys
+        // than one tile, and caches with room left.
+        for (hd, cap, len) in [(20, 64, 5), (20, 128, 70), (64, 128, 128), (80, 128, 33)] {
+            let s = Heads {
+                batch: 2,
+                seq: 2,
+                heads: 6,
+                kv_heads: 2,
+                head_dim: hd,
+            };
+            let q = values(2 * 6 * 2 * hd, 4);
+            let (k, v) = (values(2 * 2 * cap * hd, 5), values(2 * 2 * cap * hd, 6));
             let mut bias = values(2 * 2 * len, 7);
             bias[3] = -1.0e30; // a masked key
             let scale = 0.25;
             // The cache holds keys transposed, `[b, kv, hd, cap]`.
             let kt: Vec<f32> = k
-                .chunks_exact(cap * 20)
-                .flat_map(|block| (0..20 * cap).map(move |i| block[(i % cap) * 20 + i / cap]))
+                .chunks_exact(cap * hd)
+                .flat_map(|block| (0..hd * cap).map(move |i| block[(i % cap) * hd + i / cap]))
                 .collect();
             let got = attend(&q, &kt, &v, cap, len, &bias, s, scale);
             // The reference: keys and values repeated per query head, as transformers does.
             let kv = |x: Vec<f32>| {
-                tensor::<F, 4>(x, [2, 2, cap, 20], &device)
-                    .slice([0..2, 0..2, 0..len, 0..20])
+                tensor::<F, 4>(x, [2, 2, cap, hd], &device)
+                    .slice([0..2, 0..2, 0..len, 0..hd])
                     .unsqueeze_dim::<5>(2)
-                    .expand([2, 2, 3, len, 20])
-                    .reshape([2, 6, len, 20])
+                    .expand([2, 2, 3, len, hd])
+                    .reshape([2, 6, len, hd])
             };
-            let qt = tensor::<F, 4>(q, [2, 6, 2, 20], &device);
+            let qt = tensor::<F, 4>(q, [2, 6, 2, hd], &device);
             let bt = tensor::<F, 4>(bias, [2, 1, 2, len], &device);
             let scores = qt.matmul(kv(k).swap_dims(2, 3)) * scale as f64 + bt;
             let want = activation::softmax(scores, 3)
                 .matmul(kv(v))
                 .swap_dims(1, 2)
-                .reshape([2, 2, 6 * 20]);
-            close(
-                &got,
-                &host(want),
-                1e-6,
-                &format!("attend cap {cap} len {len}"),
-            );
+                .reshape([2, 2, 6 * hd]);
+            let what = format!("attend hd {hd} cap {cap} len {len}");
+            close(&got, &host(want), 1e-6, &what);
         }
     }
 
@@ -416,12 +510,39 @@ mod tests {
     }
 
     #[test]
-    fn swiglu_equals_burns_silu_times_up_bit_for_bit() {
+    fn rms_norm_equals_the_block_norm() {
         let device = Default::default();
-        let gu: Vec<f32> = values(3 * 2 * 10, 10).iter().map(|x| x * 12.0).collect();
-        let got = swiglu(&gu, 3, 10);
-        let t = tensor::<F, 2>(gu, [3, 20], &device);
-        let want = activation::silu(t.clone().slice([0..3, 0..10])) * t.slice([0..3, 10..20]);
-        assert_eq!(got, host(want));
+        let x: Vec<f32> = values(5 * 48, 11).iter().map(|v| v * 3.0).collect();
+        let w = values(48, 12);
+        let got = rms_norm(&x, &w, 1e-5);
+        let xt = tensor::<F, 2>(x, [5, 48], &device);
+        let var = (xt.clone() * xt.clone()).mean_dim(1);
+        let want = xt / (var + 1e-5).sqrt() * tensor::<F, 1>(w, [48], &device).unsqueeze::<2>();
+        close(&got, &host(want), 1e-6, "rms_norm");
+    }
+
+    #[test]
+    fn swiglu_equals_burns_silu_times_up() {
+        let device = Default::default();
+        let gu: Vec<f32> = values(3 * 2 * 50, 10).iter().map(|x| x * 12.0).collect();
+        let got = swiglu(&gu, 3, 50);
+        let t = tensor::<F, 2>(gu, [3, 100], &device);
+        let want = activation::silu(t.clone().slice([0..3, 0..50])) * t.slice([0..3, 50..100]);
+        close(&got, &host(want), 1e-6, "swiglu");
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_and_saturates_to_zero_or_a_finite_value() {
+        for i in -198_000..=200_000 {
+            let x = i as f32 * 4.4e-4; // -87.1 ..= 88
+            let (got, want) = (exp(x), x.exp());
+            assert!(
+                (got - want).abs() <= 2.0 * f32::EPSILON * want,
+                "exp({x}) = {got}, want {want}"
+            );
+        }
+        assert_eq!(exp(-1.0e30), 0.0);
+        assert!(exp(1.0e30).is_finite() && exp(1.0e30) > 1.0e38);
+        assert_eq!(exp(0.0), 1.0);
     }
 }
