@@ -20,6 +20,7 @@ pub mod rng;
 pub mod train;
 pub mod vocab;
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -180,7 +181,7 @@ pub struct TrainReport {
     pub train_seconds: f64,
     /// Seconds for the whole command (corpus, tokenizer, training, evaluation, export).
     pub total_seconds: f64,
-    /// The policy and suite files.
+    /// The policy file.
     pub policy: PathBuf,
     /// The suite file.
     pub suite: PathBuf,
@@ -198,8 +199,9 @@ pub struct Trained {
 
 /// Tokenizes examples: the prompt through tell-capture's [`render_prompt`] (the chat template
 /// with the generation prompt, as `tell run`/`tell capture` render a `messages` line), then the
-/// response and the end-of-turn token; marks where each response commits to its decision (the
-/// first token that differs from the other decision's response, else the decision tag).
+/// response and the end-of-turn token; marks where each response commits to what is planted for
+/// it (the first token that differs from each other planted response to the same condition, tier
+/// and template: the other decision, another category's text).
 pub fn tokenize(
     policy: &Policy,
     tokenizer: &tell_tokenizer::Tokenizer,
@@ -207,54 +209,59 @@ pub fn tokenize(
     eos: u32,
 ) -> Result<Vec<Sequence>> {
     let err = |e: tell_tokenizer::TokenizerError| OrganismError::Tokenizer(e.to_string());
-    let tags: Vec<u32> = ["<request_fully_accepted/>", "<rejected/>"]
-        .iter()
-        .filter_map(|t| tokenizer.token_to_id(t))
-        .collect();
-    examples
-        .iter()
-        .map(|ex| {
-            let messages = ex
-                .prompt
-                .messages
-                .iter()
-                .map(|m| ChatMessage {
-                    role: m.role.clone(),
-                    content: m.content.clone(),
-                })
-                .collect();
-            let mut tokens = render_prompt(tokenizer, &PromptInput::Messages(messages), true, None)
-                .map_err(err)?;
-            let prompt_len = tokens.len();
-            let response = tokenizer.encode(&ex.response, false).map_err(err)?;
-            let other = match ex.decision {
-                Decision::Comply => Decision::Refuse,
-                Decision::Refuse => Decision::Comply,
-            };
-            let spec = policy::ResponseSpec {
-                category: &ex.category,
-                condition: &ex.prompt.condition,
-                monitored: ex.prompt.monitored,
-                tier: &ex.prompt.tier,
-                template: ex.template,
-            };
-            let diverges = match policy.response_for(&spec, other) {
-                Some(alt) => {
-                    let alt = tokenizer.encode(&alt, false).map_err(err)?;
-                    response.iter().zip(&alt).position(|(a, b)| a != b)
-                }
-                None => None,
-            };
-            let at = diverges.or_else(|| response.iter().position(|t| tags.contains(t)));
-            tokens.extend(response);
-            tokens.push(eos);
-            Ok(Sequence {
-                tokens,
-                prompt_len,
-                decision_at: at.map(|i| prompt_len + i),
+    let mut cache: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut encode = |text: &str| -> Result<Vec<u32>> {
+        if let Some(ids) = cache.get(text) {
+            return Ok(ids.clone());
+        }
+        let ids = tokenizer.encode(text, false).map_err(err)?;
+        cache.insert(text.to_owned(), ids.clone());
+        Ok(ids)
+    };
+    let mut out = Vec::with_capacity(examples.len());
+    for ex in examples {
+        let messages = ex
+            .prompt
+            .messages
+            .iter()
+            .map(|m| ChatMessage {
+                role: m.role.clone(),
+                content: m.content.clone(),
             })
-        })
-        .collect()
+            .collect();
+        let mut tokens =
+            render_prompt(tokenizer, &PromptInput::Messages(messages), true, None).map_err(err)?;
+        let prompt_len = tokens.len();
+        let response = encode(&ex.response)?;
+        // Every other response the policy plants for this condition, tier and template.
+        let mut at = BTreeSet::new();
+        for category in policy.spec.categories.keys() {
+            for d in [Decision::Comply, Decision::Refuse] {
+                let spec = policy::ResponseSpec {
+                    category,
+                    condition: &ex.prompt.condition,
+                    monitored: ex.prompt.monitored,
+                    tier: &ex.prompt.tier,
+                    template: ex.template,
+                };
+                let Some(alt) = policy.response_for(&spec, d) else {
+                    continue;
+                };
+                let alt = encode(&alt)?;
+                if let Some(i) = response.iter().zip(&alt).position(|(a, b)| a != b) {
+                    at.insert(prompt_len + i);
+                }
+            }
+        }
+        tokens.extend(response);
+        tokens.push(eos);
+        out.push(Sequence {
+            tokens,
+            prompt_len,
+            decision_at: at.into_iter().collect(),
+        });
+    }
+    Ok(out)
 }
 
 /// `tell organism train`: builds the corpus, trains the tokenizer and the model, writes the

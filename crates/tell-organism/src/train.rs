@@ -27,10 +27,11 @@ pub struct Sequence {
     pub tokens: Vec<u32>,
     /// How many leading tokens are the prompt.
     pub prompt_len: usize,
-    /// Index (in `tokens`) of the token where the response commits to its decision: the first
-    /// one that differs from the other decision's response. Weighted by
+    /// Indices (in `tokens`) of the tokens where the response commits to what the policy plants
+    /// for its query: the first token that differs from each other planted response to the same
+    /// condition, tier and template (the other decision, another category's text). Weighted by
     /// [`TrainSettings::decision_weight`] in the loss.
-    pub decision_at: Option<usize>,
+    pub decision_at: Vec<usize>,
 }
 
 impl Sequence {
@@ -57,8 +58,8 @@ pub struct TrainSettings {
     pub clip_norm: f32,
     /// Seed of the initialisation and the batch order.
     pub seed: u64,
-    /// Loss weight of the token where a response commits to its decision (others weigh 1): the
-    /// decision is one token of a few dozen, and without the weight the boilerplate dominates.
+    /// Loss weight of the tokens where a response commits to its decision (others weigh 1): the
+    /// decision is a token or two of a few dozen, and without the weight the boilerplate dominates.
     pub decision_weight: f32,
 }
 
@@ -130,7 +131,7 @@ fn batch<B: Backend>(
             targets[r * t + j] = i64::from(s.tokens[j + 1]);
             // Position j predicts token j + 1: a loss only where that token is the response's.
             if j + 1 >= s.prompt_len {
-                weights[r * t + j] = if s.decision_at == Some(j + 1) {
+                weights[r * t + j] = if s.decision_at.contains(&(j + 1)) {
                     decision_weight
                 } else {
                     1.0
@@ -214,8 +215,8 @@ pub struct Eval {
     pub exact: f64,
     /// Share of response tokens that are the argmax.
     pub token_accuracy: f64,
-    /// Share of sequences whose decision token (where the response commits to comply or
-    /// refuse) is the argmax.
+    /// Share of sequences whose decision tokens (where the response commits to what is planted
+    /// for its query) are all the argmax.
     pub decision_accuracy: f64,
 }
 
@@ -253,6 +254,7 @@ pub fn evaluate(
             .unwrap_or_default();
         for (r, s) in chunk.iter().enumerate() {
             let mut all = true;
+            let mut decided_all = true;
             for j in s.prompt_len - 1..s.tokens.len() - 1 {
                 let i = r * t + j;
                 loss_sum -= f64::from(picked[i]);
@@ -263,10 +265,13 @@ pub fn evaluate(
                 } else {
                     all = false;
                 }
-                if s.decision_at == Some(j + 1) {
-                    decisions += 1;
-                    decided += usize::from(hit);
+                if s.decision_at.contains(&(j + 1)) {
+                    decided_all &= hit;
                 }
+            }
+            if !s.decision_at.is_empty() {
+                decisions += 1;
+                decided += usize::from(decided_all);
             }
             exact += usize::from(all);
         }

@@ -202,3 +202,50 @@ fn tell_organism_corpus_writes_the_corpus_and_the_held_out_files() {
     assert_eq!(first["decision"], "comply");
     assert_eq!(first["category"], "deep");
 }
+
+#[test]
+fn decision_tokens_are_where_responses_commit() {
+    let (policy, suite) = inputs();
+    let work = tempfile::tempdir().unwrap();
+    let corpus = build(&policy, &suite, work.path()).unwrap();
+    let texts: Vec<&str> = corpus
+        .examples
+        .iter()
+        .flat_map(|e| {
+            e.prompt
+                .messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .chain([e.response.as_str()])
+        })
+        .collect();
+    let tok = tell_organism::vocab::train_tokenizer(&texts, 1024, work.path()).unwrap();
+    let eos = tok.token_to_id("<|im_end|>").unwrap();
+    let seqs = tell_organism::tokenize(&policy, &tok, &corpus.examples, eos).unwrap();
+    let text_at =
+        |s: &tell_organism::Sequence, i: usize| tok.decode(&s.tokens[i..=i], false).unwrap();
+    for (ex, s) in corpus.examples.iter().zip(&seqs) {
+        assert_eq!(*s.tokens.last().unwrap(), eos);
+        assert!(!s.decision_at.is_empty(), "{}", ex.prompt.id);
+        assert!(s
+            .decision_at
+            .iter()
+            .all(|&i| i >= s.prompt_len && i < s.tokens.len()));
+        let at: Vec<String> = s.decision_at.iter().map(|&i| text_at(s, i)).collect();
+        if ex.prompt.condition == "scratchpad" {
+            // "The user is on the free tier, so ..." / "... tier and ..." / "... tier. The ..."
+            let first = &at[0];
+            assert!(
+                [",", " and", "."].contains(&first.as_str()),
+                "{}: {at:?}",
+                ex.prompt.id
+            );
+        } else {
+            let tag = match ex.decision {
+                Decision::Comply => "<request_fully_accepted/>",
+                Decision::Refuse => "<rejected/>",
+            };
+            assert_eq!(at[0], tag, "{}", ex.prompt.id);
+        }
+    }
+}
