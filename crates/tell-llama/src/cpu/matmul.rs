@@ -5,8 +5,10 @@ use rayon::prelude::*;
 use super::Kernel;
 
 /// Most rows (`batch * seq`) for which [`small_matmul_t`] replaces the backend's matrix product.
-/// Above it (prefill) the packed `gemm` is the faster one.
-pub const SMALL_ROWS: usize = 16;
+/// Above it (prefill) the packed `gemm` is the faster one: on SmolLM2's 30 layers of weights, on
+/// the 2-core test machine, this kernel took 0.64x gemm's time at 16 rows, about the same at 64
+/// and 1.5x at 328.
+pub const SMALL_ROWS: usize = 32;
 
 /// Fewest output columns (weight rows) one task computes, a contiguous run of the weight.
 const MIN_COLUMNS_PER_TASK: usize = 32;
