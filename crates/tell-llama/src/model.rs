@@ -10,6 +10,7 @@ use crate::batch::Batch;
 use crate::block::{Block, LayerCache, Linear, RmsNorm};
 use crate::checkpoint::Checkpoint;
 use crate::config::LlamaConfig;
+use crate::cpu;
 use crate::error::{Error, Result};
 use crate::rope::Rope;
 use crate::site::{Hook, Site};
@@ -196,6 +197,22 @@ impl<B: Backend> Llama<B> {
     }
 
     fn run(
+        &self,
+        step: Step<'_, B>,
+        cache: Option<&mut KvCache<B>>,
+        sites: &[Site],
+        logits: Logits,
+    ) -> Result<Output<B>> {
+        if cpu::is_flex::<B>() {
+            // The CPU kernels split each product over rayon's pool. Run from a thread outside
+            // the pool, every split would wake the pool's threads while this one waits; run on a
+            // pool thread, a split starts at once here and the other threads steal their share.
+            return rayon::scope(|_| self.run_step(step, cache, sites, logits));
+        }
+        self.run_step(step, cache, sites, logits)
+    }
+
+    fn run_step(
         &self,
         step: Step<'_, B>,
         mut cache: Option<&mut KvCache<B>>,
