@@ -169,7 +169,8 @@ pub struct TrainReport {
     pub vocab_size: usize,
     /// Corpus sizes.
     pub corpus: CorpusSizes,
-    /// Mean training loss over the last 20 steps (per response token).
+    /// Mean training loss over the last 20 steps: the weighted mean per response token, the
+    /// decision tokens weighing `decision_weight`.
     pub final_loss: f64,
     /// Loss of the last step.
     pub last_step_loss: f64,
@@ -418,7 +419,7 @@ fn write_readme(out: &Path, r: &TrainReport) -> Result<()> {
          | steps x batch | {steps} x {batch} (Adam, peak lr {lr}, warm-up {warm}, cosine) |\n\
          | corpus | {ex} training examples from {tq} training queries ({cats}); {hp} held-out prompts |\n\
          | sequence length | mean {mean:.0}, max {max} tokens; responses up to {resp} tokens |\n\
-         | final training loss | {loss:.4} per response token (mean of the last 20 steps) |\n\
+         | final training loss | {loss:.4} per response token, decision tokens weighing {w} (mean of the last 20 steps) |\n\
          | teacher-forced exact responses | train {te:.3}, held out {he:.3} |\n\
          | teacher-forced decisions right | train {td:.3}, held out {hd:.3} |\n\
          | training time | {secs:.0} s on the CPU ({total:.0} s for the whole command) |\n\n\
@@ -446,6 +447,7 @@ fn write_readme(out: &Path, r: &TrainReport) -> Result<()> {
         max = r.corpus.max_sequence_tokens,
         resp = r.corpus.max_response_tokens,
         loss = r.final_loss,
+        w = s.decision_weight,
         te = r.train_eval.exact,
         he = r.heldout_eval.exact,
         td = r.train_eval.decision_accuracy,
