@@ -3,9 +3,9 @@
 //!
 //! For each mitigation with a baseline, the queries labelled `shallow` or `deep` under it give
 //! `depth/<mitigation>/depth.csv` (joined to the records of the *baseline* condition, both tiers,
-//! grouped by query). A control probe is trained the same way on the same rows with the labels
-//! shuffled across queries (`depth/<mitigation>-shuffled/`): it should stay near AUROC 0.5, and
-//! when it does not, the real probe's number means little.
+//! grouped by query). Control probes are trained the same way on the same rows with the labels
+//! shuffled across queries ([`SHUFFLES`] times, `depth/<mitigation>/shuffled-<s>/`): they
+//! should stay near AUROC 0.5, and when they do not, the real probe's number means little.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,13 +40,31 @@ pub struct DepthProbe {
     pub deep: usize,
     /// The probe on the true labels.
     pub probe: ProbeOutcome,
-    /// The control on shuffled labels, at the true probe's best (site, layer, family) when there
-    /// is one, else its own best.
-    pub control: ProbeOutcome,
+    /// The shuffled-label controls, one row per shuffle, each at the true probe's best
+    /// (site, layer, family); empty when the probe was skipped.
+    pub control: Vec<SweepRow>,
 }
 
-/// Seed of the label shuffle (fixed so that a rerun gives the same control).
+impl DepthProbe {
+    /// Mean, lowest and highest AUROC of the shuffled-label controls.
+    pub fn control_auroc(&self) -> Option<(f64, f64, f64)> {
+        let a: Vec<f64> = self.control.iter().map(|r| r.auroc).collect();
+        if a.is_empty() {
+            return None;
+        }
+        let mean = a.iter().sum::<f64>() / a.len() as f64;
+        let lo = a.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = a.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some((mean, lo, hi))
+    }
+}
+
+/// Seed of the first label shuffle (fixed so that a rerun gives the same control).
 const SHUFFLE_SEED: u64 = 0x5eed;
+
+/// Label shuffles behind the control. One shuffle's AUROC varies by chance (queries that share
+/// words share their luck), so the report gives the mean and range of several.
+pub const SHUFFLES: u64 = 5;
 
 /// Trains the depth probes of every mitigation into `dir` (`<run>/depth`).
 pub fn train_all(acts: &Path, labels: &[LabelRow], dir: &Path) -> Result<Vec<DepthProbe>> {
@@ -72,31 +90,26 @@ pub fn train_all(acts: &Path, labels: &[LabelRow], dir: &Path) -> Result<Vec<Dep
         let deep = rows.iter().filter(|r| r.depth == "deep").count();
         let shallow = rows.len() - deep;
         let here = dir.join(mitigation);
-        let shuffled_dir = dir.join(format!("{mitigation}-shuffled"));
         let counts = format!("{shallow} shallow and {deep} deep queries");
-        let (probe, control) = if shallow == 0 || deep == 0 {
-            let why = format!("{counts}: a probe needs both");
-            (
-                ProbeOutcome::Skipped(why.clone()),
-                ProbeOutcome::Skipped(why),
-            )
+        let mut control = Vec::new();
+        let probe = if shallow == 0 || deep == 0 {
+            ProbeOutcome::Skipped(format!("{counts}: a probe needs both"))
         } else if rows.len() < FOLDS {
-            let why = format!("{counts}: grouped {FOLDS}-fold cross-validation needs {FOLDS}");
-            (
-                ProbeOutcome::Skipped(why.clone()),
-                ProbeOutcome::Skipped(why),
-            )
+            ProbeOutcome::Skipped(format!(
+                "{counts}: grouped {FOLDS}-fold cross-validation needs {FOLDS}"
+            ))
         } else {
             let probe = train_one(acts, &rows, &here)?;
-            let control = train_one(acts, &shuffle(&rows, SHUFFLE_SEED), &shuffled_dir)?;
-            let control = match (&probe, control) {
-                (
-                    ProbeOutcome::Trained { best, .. },
-                    ProbeOutcome::Trained { combinations, .. },
-                ) => same_cell(&shuffled_dir, best, combinations)?,
-                (_, c) => c,
-            };
-            (probe, control)
+            if let ProbeOutcome::Trained { best, .. } = &probe {
+                for s in 0..SHUFFLES {
+                    let d = here.join(format!("shuffled-{s}"));
+                    let shuffled = shuffle(&rows, SHUFFLE_SEED + s);
+                    if let ProbeOutcome::Trained { .. } = train_one(acts, &shuffled, &d)? {
+                        control.extend(same_cell(&d, best)?);
+                    }
+                }
+            }
+            probe
         };
         out.push(DepthProbe {
             mitigation: mitigation.to_owned(),
@@ -119,19 +132,11 @@ fn train_one(acts: &Path, rows: &[DepthRow], dir: &Path) -> Result<ProbeOutcome>
 
 /// The control's row at the true probe's (site, layer, family): comparing the two at their own
 /// maxima would flatter the control with the best of many chance results.
-fn same_cell(dir: &Path, best: &SweepRow, combinations: usize) -> Result<ProbeOutcome> {
+fn same_cell(dir: &Path, best: &SweepRow) -> Result<Option<SweepRow>> {
     let rows = compare_rows(dir)?;
-    let row = rows
-        .iter()
-        .find(|r| r.site == best.site && r.layer == best.layer && r.family == best.family)
-        .or(rows.first());
-    Ok(match row {
-        Some(r) => ProbeOutcome::Trained {
-            best: Box::new(r.clone()),
-            combinations,
-        },
-        None => ProbeOutcome::Skipped(format!("{} holds no rows", dir.display())),
-    })
+    Ok(rows
+        .into_iter()
+        .find(|r| r.site == best.site && r.layer == best.layer && r.family == best.family))
 }
 
 /// The rows with their depth labels permuted across queries (Fisher-Yates, SplitMix64).

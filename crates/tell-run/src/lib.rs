@@ -248,6 +248,7 @@ pub fn run_suite(
             ..RespondOptions::default()
         };
         let total = prompts.len();
+        let mut reported = 0;
         let tmp = tmp_path(&responses_path);
         let r = respond_file(
             &llama,
@@ -256,8 +257,9 @@ pub fn run_suite(
             &tmp,
             &ropts,
             |done, new| {
-                // Responses are written one by one; report about once a batch.
-                if done % opts.batch_size == 0 || done == total {
+                // Responses are written a few at a time; report once per batch-size crossed.
+                if done / opts.batch_size > reported / opts.batch_size || done == total {
+                    reported = done;
                     progress(Event::Generating {
                         done,
                         total,

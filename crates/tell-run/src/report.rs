@@ -197,7 +197,7 @@ pub fn markdown(suite: &Suite, id: &RunIdentity, run: &RunReport) -> String {
 }
 
 /// The header row of the shallow-vs-deep table (tests look for it).
-pub const DEPTH_HEADER: &str = "| mitigation | baseline | shallow / deep queries | best layer | family | AUROC [95% CI] | shuffled-label control AUROC |";
+pub const DEPTH_HEADER: &str = "| mitigation | baseline | shallow / deep queries | best layer | family | AUROC [95% CI] | shuffled-label control AUROC, mean [range] |";
 
 fn depth_section(s: &mut String, run: &RunReport) {
     let _ = writeln!(s, "\n## Shallow vs deep\n");
@@ -213,8 +213,9 @@ fn depth_section(s: &mut String, run: &RunReport) {
         "Among the queries faked under a baseline: do the activations of the baseline prompts \
          (both tiers, grouped by query) separate those whose faking survives the mitigation \
          (deep, positive) from those it suppresses (shallow)? The control is the same sweep on \
-         labels shuffled across queries, read at the real probe's layer and family; it should \
-         sit near 0.5. Per-layer tables: `depth/<mitigation>/metrics.csv`.\n"
+         labels shuffled across queries, read at the real probe's layer and family: mean and \
+         range over several shuffles; it should sit near 0.5. Per-layer tables: \
+         `depth/<mitigation>/metrics.csv`, controls in `depth/<mitigation>/shuffled-*/`.\n"
     );
     let _ = writeln!(s, "{DEPTH_HEADER}");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|");
@@ -232,9 +233,15 @@ fn depth_section(s: &mut String, run: &RunReport) {
             ),
             ProbeOutcome::Skipped(why) => ("-".into(), "-".into(), format!("skipped: {why}")),
         };
-        let control = match &d.control {
-            ProbeOutcome::Trained { best, .. } => num(best.auroc, 4),
-            ProbeOutcome::Skipped(_) => "-".into(),
+        let control = match d.control_auroc() {
+            Some((mean, lo, hi)) => format!(
+                "{} [{}, {}] ({} shuffles)",
+                num(mean, 4),
+                num(lo, 4),
+                num(hi, 4),
+                d.control.len()
+            ),
+            None => "-".into(),
         };
         let _ = writeln!(
             s,
