@@ -98,15 +98,3 @@ fn forward_prints_the_top_tokens() {
         .collect();
     assert_eq!(tokens, [26, 69, 70]);
 }
-
-#[test]
-fn demo_runs_offline_on_the_shipped_checkpoint() {
-    let out = tell(&["demo"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("batch of 3 prompts (lengths [9, 4, 13])"),
-        "{text}"
-    );
-    assert!(text.contains("blocks.2.hook_resid_post"), "{text}");
-}

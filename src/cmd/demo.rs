@@ -1,119 +1,92 @@
-//! `tell demo`: the main job on a checkpoint shipped in the repository, offline and without flags.
-//!
-//! Until the model organism lands (issue 6), the demo runs the model core on the tiny shipped
-//! LLaMA checkpoint: one left-padded batch of prompts of different lengths, every layer's
-//! `hook_resid_post` captured, and each prompt checked against running it alone.
+//! `tell demo`: the main job, offline and without flags: the whole experiment (`tell run`) on the
+//! model organism shipped in `checkpoints/organism`, with the organism's suite of held-out
+//! queries, and the report's findings printed.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use tell_llama::{Batch, CpuBackend, Llama, Logits, ModelInfo, Site};
+use tell_run::{run_suite, RunOptions};
+
+use super::run::print_event;
 
 /// Arguments of `tell demo`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Checkpoint to run (defaults to the tiny LLaMA 3-style checkpoint shipped in the repo).
+    /// The run directory to write (replaced if it holds an earlier run).
+    #[arg(long, default_value = "runs/demo")]
+    out: PathBuf,
+    /// Checkpoint to run (defaults to the organism shipped in the repo).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Suite to run (defaults to the organism's suite of held-out queries).
+    #[arg(long)]
+    suite: Option<PathBuf>,
+    /// Print the run summary as JSON instead of the report.
+    #[arg(long)]
+    json: bool,
 }
 
-fn shipped() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity/models/llama3-rope")
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 /// Runs the demo.
 pub fn run(args: Args) -> Result<()> {
-    let dir = args.model.unwrap_or_else(shipped);
-    let info = ModelInfo::of(&dir)?;
-    println!(
-        "model {}: {} layers, d {}, {} q / {} kv heads, vocab {}, rope {}, {} parameters",
-        dir.display(),
-        info.layers,
-        info.hidden_size,
-        info.heads,
-        info.kv_heads,
-        info.vocab_size,
-        info.rope_scaling,
-        info.parameters
+    let model = args.model.unwrap_or_else(|| repo("checkpoints/organism"));
+    let suite = args
+        .suite
+        .unwrap_or_else(|| repo("probes/organism/suite.toml"));
+    eprintln!(
+        "tell demo: suite {} on {} -> {}",
+        suite.display(),
+        model.display(),
+        args.out.display()
     );
-    let device = Default::default();
-    let model = Llama::<CpuBackend>::load(&dir, &device)?;
-    let vocab = info.vocab_size as u32;
-    let prompts: Vec<Vec<u32>> = [9usize, 4, 13]
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| {
-            (0..n as u32)
-                .map(|t| (t * 17 + i as u32 * 5 + 3) % vocab)
-                .collect()
-        })
-        .collect();
-    let sites: Vec<Site> = (0..info.layers).map(Site::resid_post).collect();
-    let batch = Batch::left_padded(&prompts, 0)?;
-    let together = model.forward(&batch, &sites, Logits::Last)?;
-    println!(
-        "\nbatch of {} prompts (lengths {:?}), left-padded to {} tokens",
-        batch.size(),
-        batch.lengths,
-        batch.seq
-    );
-    println!("prompt  site                      |last token|  max |batch - alone|");
-    let width = info.hidden_size;
-    for (b, prompt) in prompts.iter().enumerate() {
-        let alone = model.forward(
-            &Batch::left_padded(std::slice::from_ref(prompt), 0)?,
-            &sites,
-            Logits::None,
-        )?;
-        for site in &sites {
-            let got = rows(
-                together.captures.get(site).context("captured")?,
-                b,
-                batch.seq,
-                width,
-            )?;
-            let want = rows(
-                alone.captures.get(site).context("captured")?,
-                0,
-                prompt.len(),
-                width,
-            )?;
-            let start = (batch.start(b)) * width;
-            let got = &got[start..];
-            let diff = got
-                .iter()
-                .zip(&want)
-                .fold(0f32, |m, (a, w)| m.max((a - w).abs()));
-            let last = &got[got.len() - width..];
-            let norm = last.iter().map(|v| v * v).sum::<f32>().sqrt();
-            println!("{b:>6}  {site:<24}  {norm:>10.4}  {diff:.2e}");
-        }
-    }
-    let logits = together
-        .logits
-        .context("logits")?
-        .into_data()
-        .to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    for (b, row) in logits.chunks(info.vocab_size).enumerate() {
-        let (tok, _) = row
+    let opts = RunOptions {
+        force: true,
+        ..RunOptions::default()
+    };
+    let start = std::time::Instant::now();
+    let r = run_suite(&suite, &model, &args.out, &opts, &mut |e| {
+        print_event(start, e)
+    })?;
+    if args.json {
+        let depth: Vec<_> = r
+            .depth
             .iter()
-            .enumerate()
-            .fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m });
-        println!("prompt {b}: next token {tok}");
+            .map(|d| {
+                serde_json::json!({
+                    "mitigation": d.mitigation, "baseline": d.baseline,
+                    "shallow": d.shallow, "deep": d.deep,
+                    "probe": outcome(&d.probe),
+                    "control": d.control.iter().map(|r| r.auroc).collect::<Vec<_>>(),
+                    "control_mean": d.control_auroc().map(|c| c.0),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "out": r.out, "report": r.report, "prompts": r.prompts, "records": r.records,
+            "behavior": r.behavior, "labels": r.labels.len(),
+            "probe": outcome(&r.probes), "depth": depth,
+            "seconds": start.elapsed().as_secs_f64(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
     }
+    let md = std::fs::read_to_string(&r.report)
+        .with_context(|| format!("reading {}", r.report.display()))?;
+    // The findings, without the list of files at the end.
+    let findings = md.split("\n## Files").next().unwrap_or(&md);
+    println!("{findings}");
+    println!("report: {}", r.report.display());
     Ok(())
 }
 
-fn rows(
-    t: &tell_llama::burn::tensor::Tensor<CpuBackend, 3>,
-    b: usize,
-    seq: usize,
-    width: usize,
-) -> Result<Vec<f32>> {
-    let all = t
-        .to_data()
-        .to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    Ok(all[b * seq * width..(b + 1) * seq * width].to_vec())
+fn outcome(p: &tell_run::ProbeOutcome) -> serde_json::Value {
+    match p {
+        tell_run::ProbeOutcome::Trained { best, combinations } => {
+            serde_json::json!({ "best": best, "combinations": combinations })
+        }
+        tell_run::ProbeOutcome::Skipped(why) => serde_json::json!({ "skipped": why }),
+    }
 }

@@ -117,7 +117,7 @@ pub fn run(args: Args) -> Result<()> {
                 .join(" ");
             let every = a.log_every.max(1);
             let mut log = |s: StepLog| {
-                if s.step % every == 0 || s.step == s.steps || s.step == 1 {
+                if s.step.is_multiple_of(every) || s.step == s.steps || s.step == 1 {
                     eprintln!(
                         "step {:>5}/{}  loss {:.4}  lr {:.2e}  {:.0}s",
                         s.step, s.steps, s.loss, s.lr, s.elapsed

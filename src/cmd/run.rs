@@ -44,35 +44,24 @@ pub fn run(args: Args) -> Result<()> {
         force: args.force,
     };
     let start = std::time::Instant::now();
-    let report = run_suite(
-        &args.suite,
-        &args.model,
-        &args.out,
-        &opts,
-        &mut |e| match e {
-            Event::Started(s) => {
-                eprintln!("[{:>6.0}s] {} ...", start.elapsed().as_secs_f64(), s.name())
-            }
-            Event::Finished(s, m) => eprintln!(
-                "[{:>6.0}s] {}: {m}",
-                start.elapsed().as_secs_f64(),
-                s.name()
-            ),
-            Event::Skipped(s, m) => eprintln!(
-                "[{:>6.0}s] {}: skipped: {m}",
-                start.elapsed().as_secs_f64(),
-                s.name()
-            ),
-            Event::Generating {
-                done,
-                total,
-                new_tokens,
-            } => eprintln!(
-                "[{:>6.0}s] generate: {done}/{total} responses, {new_tokens} new tokens",
-                start.elapsed().as_secs_f64()
-            ),
-        },
-    )?;
+    let report = run_suite(&args.suite, &args.model, &args.out, &opts, &mut |e| {
+        print_event(start, e)
+    })?;
     println!("report: {}", report.report.display());
     Ok(())
+}
+
+/// Prints one progress event of a run to stderr, with the seconds since `start`.
+pub fn print_event(start: std::time::Instant, e: Event) {
+    let t = start.elapsed().as_secs_f64();
+    match e {
+        Event::Started(s) => eprintln!("[{t:>6.0}s] {} ...", s.name()),
+        Event::Finished(s, m) => eprintln!("[{t:>6.0}s] {}: {m}", s.name()),
+        Event::Skipped(s, m) => eprintln!("[{t:>6.0}s] {}: skipped: {m}", s.name()),
+        Event::Generating {
+            done,
+            total,
+            new_tokens,
+        } => eprintln!("[{t:>6.0}s] generate: {done}/{total} responses, {new_tokens} new tokens"),
+    }
 }
