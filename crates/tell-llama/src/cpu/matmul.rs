@@ -81,7 +81,8 @@ mod x86 {
     //! adjacent rows would be four short streams that the hardware prefetcher follows badly, about
     //! halving the bandwidth). The four rows go against rows of `x` four (then two, then one) at a
     //! time: 16 accumulators in registers, eight loads per 16 fused multiply-adds, and the four
-    //! weight rows stay in L1 while every group of `x` rows passes over them.
+    //! weight rows stay in L1 while every group of `x` rows passes over them; the last group
+    //! prefetches the next four rows.
     //!
     //! Per row of `x` and weight row, the dot product is summed over `k` in SIMD lanes (in order
     //! of `k`), the lanes are added by a fixed tree and the tail of `k` is added last, the same
@@ -109,10 +110,14 @@ mod x86 {
                     let mut i = 0;
                     while i < m {
                         let mut res = [[0f32; 4]; JW];
+                        // The last of several passes over these weight rows reads them from L1
+                        // and leaves the memory bus idle: it asks for the next rows of each run
+                        // meanwhile (into L2, so that they do not push these out of L1).
+                        let fetch = m > 4 && i + 4 >= m && step + 1 < run;
                         let r = match m - i {
-                            4.. => $block::<4>(&x[i * k..], k, &weights, &mut res),
-                            2 | 3 => $block::<2>(&x[i * k..], k, &weights, &mut res),
-                            _ => $block::<1>(&x[i * k..], k, &weights, &mut res),
+                            4.. => $block::<4>(&x[i * k..], k, &weights, fetch, &mut res),
+                            2 | 3 => $block::<2>(&x[i * k..], k, &weights, fetch, &mut res),
+                            _ => $block::<1>(&x[i * k..], k, &weights, fetch, &mut res),
                         };
                         for (q, res) in res.iter().enumerate() {
                             if q * run + step < n {
@@ -131,6 +136,7 @@ mod x86 {
                 x: &[f32],
                 k: usize,
                 w: &[&[f32]; JW],
+                fetch_next: bool,
                 res: &mut [[f32; 4]; JW],
             ) -> usize {
                 assert!(R <= 4 && x.len() >= R * k && w.iter().all(|r| r.len() >= k));
@@ -142,6 +148,15 @@ mod x86 {
                 while c < body {
                     // SAFETY: c + lanes <= k, and the assert bounds every row by `k`.
                     unsafe {
+                        if fetch_next {
+                            // One line of the row after each weight row per step (a step reads
+                            // 32 or 64 bytes of it). A prefetch never faults, so the address may
+                            // pass the end of `w` (`wrapping_add`).
+                            for q in 0..JW {
+                                let next = wp[q].wrapping_add(k + c) as *const i8;
+                                _mm_prefetch::<_MM_HINT_T1>(next);
+                            }
+                        }
                         let wv: [_; JW] = std::array::from_fn(|q| $load(wp[q].add(c)));
                         for r in 0..R {
                             let xv = $load(xp.add(r * k + c));
