@@ -81,8 +81,8 @@ mod x86 {
     //! adjacent rows would be four short streams that the hardware prefetcher follows badly, about
     //! halving the bandwidth). The four rows go against rows of `x` four (then two, then one) at a
     //! time: 16 accumulators in registers, eight loads per 16 fused multiply-adds, and the four
-    //! weight rows stay in L1 while every group of `x` rows passes over them; the last group
-    //! prefetches the next four rows.
+    //! weight rows stay in L1 while every group of `x` rows passes over them; with several
+    //! groups, they prefetch the next four rows.
     //!
     //! Per row of `x` and weight row, the dot product is summed over `k` in SIMD lanes (in order
     //! of `k`), the lanes are added by a fixed tree and the tail of `k` is added last, the same
@@ -110,10 +110,12 @@ mod x86 {
                     let mut i = 0;
                     while i < m {
                         let mut res = [[0f32; 4]; JW];
-                        // The last of several passes over these weight rows reads them from L1
-                        // and leaves the memory bus idle: it asks for the next rows of each run
-                        // meanwhile (into L2, so that they do not push these out of L1).
-                        let fetch = m > 4 && i + 4 >= m && step + 1 < run;
+                        // With several passes over these weight rows (more than 4 rows of `x`)
+                        // the loads alone leave the memory bus idle much of the time (the later
+                        // passes read L1): every pass also asks for the next row of each run,
+                        // into L2 so that it does not push these rows out of L1. (With one pass
+                        // the hardware prefetcher keeps up.)
+                        let fetch = m > 4 && step + 1 < run;
                         let r = match m - i {
                             4.. => $block::<4>(&x[i * k..], k, &weights, fetch, &mut res),
                             2 | 3 => $block::<2>(&x[i * k..], k, &weights, fetch, &mut res),
