@@ -26,16 +26,35 @@ pub struct Args {
     json: bool,
 }
 
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+/// A file shipped in the repository: under the working directory when run from a checkout, else
+/// in the source tree the binary was built from (a binary can outlive or leave its build tree, and
+/// one target directory may serve several clones).
+fn repo(path: &str) -> Result<PathBuf> {
+    let here = PathBuf::from(path);
+    if here.exists() {
+        return Ok(here);
+    }
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
+    if built.exists() {
+        return Ok(built);
+    }
+    anyhow::bail!(
+        "{path} is in neither the working directory nor {}: run `tell demo` from a checkout of \
+         tell, or name the files with --model and --suite",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// Runs the demo.
 pub fn run(args: Args) -> Result<()> {
-    let model = args.model.unwrap_or_else(|| repo("checkpoints/organism"));
-    let suite = args
-        .suite
-        .unwrap_or_else(|| repo("probes/organism/suite.toml"));
+    let model = match args.model {
+        Some(m) => m,
+        None => repo("checkpoints/organism")?,
+    };
+    let suite = match args.suite {
+        Some(s) => s,
+        None => repo("probes/organism/suite.toml")?,
+    };
     eprintln!(
         "tell demo: suite {} on {} -> {}",
         suite.display(),
