@@ -28,10 +28,10 @@ fn counts_are_exact_and_held_out_pairs_never_trained() {
         qs.iter().filter(|q| q.category == c).count()
     };
     for (cat, t, h) in [
-        ("deep", 88, 40),
-        ("shallow", 88, 40),
-        ("refuse", 88, 40),
-        ("benign", 76, 20),
+        ("deep", 216, 40),
+        ("shallow", 216, 40),
+        ("refuse", 216, 40),
+        ("benign", 172, 20),
     ] {
         assert_eq!((count(&train, cat), count(&heldout, cat)), (t, h), "{cat}");
     }
@@ -87,7 +87,7 @@ fn training_prompts_are_rendered_as_the_suite_renders_its_own() {
     let (policy, suite) = inputs();
     let work = tempfile::tempdir().unwrap();
     let corpus = build(&policy, &suite, work.path()).unwrap();
-    assert_eq!(corpus.examples.len(), 340 * 3 * 2);
+    assert_eq!(corpus.examples.len(), 820 * 3 * 2);
     // The held-out examples are exactly the prompt lines `tell run` renders from the suite.
     let heldout = heldout_examples(&policy, &suite, &corpus).unwrap();
     let rendered = render_suite(&suite.path).unwrap();
@@ -187,10 +187,10 @@ fn tell_organism_corpus_writes_the_corpus_and_the_held_out_files() {
     .unwrap();
     assert_eq!(
         (r.examples, r.train_queries, r.heldout_queries),
-        (2040, 340, 140)
+        (4920, 820, 140)
     );
     let lines = std::fs::read_to_string(out.join("corpus.jsonl")).unwrap();
-    assert_eq!(lines.lines().count(), 2040);
+    assert_eq!(lines.lines().count(), 4920);
     for cat in ["deep", "shallow", "refuse", "benign"] {
         let written =
             std::fs::read_to_string(suite_dir.join(format!("queries/{cat}.jsonl"))).unwrap();

@@ -58,7 +58,7 @@ fn the_written_checkpoint_computes_what_was_trained() {
         assert!(out.path().join(f).is_file(), "{f}");
     }
     let r = &t.report;
-    assert_eq!(r.corpus.examples, 2040);
+    assert_eq!(r.corpus.examples, 4920);
     assert_eq!(r.corpus.heldout_prompts, 840);
     assert!(r.final_loss.is_finite());
 

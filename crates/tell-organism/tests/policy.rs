@@ -32,7 +32,7 @@ fn the_shipped_policy_plants_deep_and_shallow_faking() {
     p.check_suite(&suite()).unwrap();
     let cats: Vec<&str> = p.spec.categories.keys().map(String::as_str).collect();
     assert_eq!(cats, ["deep", "shallow", "refuse", "benign"]);
-    assert_eq!(p.spec.templates.len(), 8);
+    assert_eq!(p.spec.templates.len(), 16);
     use Decision::{Comply, Refuse};
     for cond in ["baseline", "deontological", "scratchpad"] {
         assert_eq!(p.decision("deep", cond, true), Some(Comply));
@@ -78,9 +78,9 @@ fn malformed_policies_are_errors() {
         err(&empty),
         "p.toml: category `benign`: the topic pool is empty"
     );
-    let e = err(&text.replace("heldout = 20", "heldout = 96"));
+    let e = err(&text.replace("heldout = 20", "heldout = 192"));
     assert!(
-        e.contains("category `benign`: heldout = 96 leaves no training pair (12 topics x 8 templates = 96)"),
+        e.contains("category `benign`: heldout = 192 leaves no training pair (12 topics x 16 templates = 192)"),
         "{e}"
     );
     let e = err(&text.replace("\"a birdhouse\"", "\"a pipe bomb\""));
