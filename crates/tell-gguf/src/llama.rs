@@ -7,8 +7,8 @@ use std::path::Path;
 use crate::error::{GgufError, Result};
 use crate::file::GgufFile;
 use crate::metadata::{Array, Metadata};
-use crate::permute::unpermute_qk;
-use crate::tensor::TensorInfo;
+use crate::permute::{unpermute_qk, unpermute_qk_bytes};
+use crate::tensor::{GgmlType, TensorInfo};
 
 /// Hyper-parameters of a LLaMA-architecture model, read from `{arch}.*` keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -297,6 +297,22 @@ pub struct HfTensor {
     pub data: Vec<f32>,
 }
 
+/// A 2-D tensor's rows as stored (still quantized), in HF orientation: row `r` of the HF
+/// `[out, in]` matrix is `data[r * row_bytes..][..row_bytes]`, whole blocks of `dtype`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HfBlocks {
+    /// HF name, e.g. `model.layers.0.mlp.down_proj.weight`.
+    pub name: String,
+    /// `[out, in]`.
+    pub shape: Vec<usize>,
+    /// The block type of every row.
+    pub dtype: GgmlType,
+    /// Bytes per row.
+    pub row_bytes: usize,
+    /// The rows, q/k rows un-permuted as in [`HfTensor`].
+    pub data: Vec<u8>,
+}
+
 /// A GGUF LLaMA model opened for loading: file, hyper-parameters and tokenizer.
 #[derive(Debug)]
 pub struct LlamaGguf {
@@ -353,17 +369,59 @@ impl LlamaGguf {
         self.load(info, name)
     }
 
-    fn load(&self, info: &TensorInfo, name: String) -> Result<HfTensor> {
-        let (data, _) = self.file.tensor_f32(&info.name)?;
+    /// The rows of the tensor with HF name `name` as stored, when it is 2-D and each row is
+    /// whole blocks (`None` for 1-D tensors and rows that split a block); q/k rows un-permuted as
+    /// [`Self::tensor_hf`] does, so that row `r` dequantizes to row `r` of its values.
+    pub fn tensor_hf_blocks(&self, name: &str) -> Result<Option<HfBlocks>> {
+        let g = gguf_name(name).ok_or_else(|| GgufError::TensorNotFound {
+            name: name.to_owned(),
+        })?;
+        let info = self.file.tensor_info(&g)?;
         let shape = info.shape_hf();
-        let heads = if info.name.ends_with(".attn_q.weight") {
+        let (per_block, block_bytes) = info.dtype.block_geometry();
+        let &[rows, cols] = shape.as_slice() else {
+            return Ok(None);
+        };
+        if !cols.is_multiple_of(per_block) {
+            return Ok(None);
+        }
+        let row_bytes = cols / per_block * block_bytes;
+        let bytes = self.file.tensor_bytes(info)?;
+        if bytes.len() != rows * row_bytes {
+            return Err(GgufError::BadShape {
+                tensor: info.name.clone(),
+                dims: info.dims.clone(),
+                reason: "the tensor's bytes are not its rows of whole blocks",
+            });
+        }
+        let data = match self.qk_heads(info) {
+            Some(h) => unpermute_qk_bytes(bytes, rows, row_bytes, h)?,
+            None => bytes.to_vec(),
+        };
+        Ok(Some(HfBlocks {
+            name: name.to_owned(),
+            shape,
+            dtype: info.dtype,
+            row_bytes,
+            data,
+        }))
+    }
+
+    /// The head count whose rows llama.cpp permuted, for q/k projections.
+    fn qk_heads(&self, info: &TensorInfo) -> Option<usize> {
+        if info.name.ends_with(".attn_q.weight") {
             Some(self.config.head_count)
         } else if info.name.ends_with(".attn_k.weight") {
             Some(self.config.head_count_kv)
         } else {
             None
-        };
-        let data = match (heads, shape.as_slice()) {
+        }
+    }
+
+    fn load(&self, info: &TensorInfo, name: String) -> Result<HfTensor> {
+        let (data, _) = self.file.tensor_f32(&info.name)?;
+        let shape = info.shape_hf();
+        let data = match (self.qk_heads(info), shape.as_slice()) {
             (Some(h), &[rows, cols]) => unpermute_qk(&data, rows, cols, h)?,
             (Some(_), _) => {
                 return Err(GgufError::BadShape {

@@ -21,11 +21,17 @@ fn head_dim(len: usize, rows: usize, cols: usize, n_head: usize) -> Result<usize
     Ok(rows / n_head)
 }
 
-/// Apply `map(hf_row) -> gguf_row` to copy whole rows.
-fn reorder(w: &[f32], rows: usize, cols: usize, n_head: usize, to_hf: bool) -> Result<Vec<f32>> {
+/// Apply `map(hf_row) -> gguf_row` to copy whole rows (of values, or of a quantized row's bytes).
+fn reorder<T: Copy + Default>(
+    w: &[T],
+    rows: usize,
+    cols: usize,
+    n_head: usize,
+    to_hf: bool,
+) -> Result<Vec<T>> {
     let hd = head_dim(w.len(), rows, cols, n_head)?;
     let half = hd / 2;
-    let mut out = vec![0f32; w.len()];
+    let mut out = vec![T::default(); w.len()];
     for h in 0..n_head {
         for a in 0..2 {
             for b in 0..half {
@@ -51,6 +57,17 @@ pub fn permute_qk(w: &[f32], rows: usize, cols: usize, n_head: usize) -> Result<
 /// rotate-half RoPE expects. Shape and `n_head` as in [`permute_qk`].
 pub fn unpermute_qk(w: &[f32], rows: usize, cols: usize, n_head: usize) -> Result<Vec<f32>> {
     reorder(w, rows, cols, n_head, true)
+}
+
+/// [`unpermute_qk`] on rows of bytes: a quantized tensor's `rows` rows of `row_bytes` each
+/// (whole blocks per row, so rows move as units).
+pub fn unpermute_qk_bytes(
+    w: &[u8],
+    rows: usize,
+    row_bytes: usize,
+    n_head: usize,
+) -> Result<Vec<u8>> {
+    reorder(w, rows, row_bytes, n_head, true)
 }
 
 #[cfg(test)]

@@ -53,6 +53,9 @@ pub struct Linear<B: Backend> {
     weight: Tensor<B, 2>,
     /// The `[out, in]` weight's storage on `flex` (shared with `weight`, not a copy).
     host: Option<HostF32>,
+    /// The same weight in its GGUF blocks, on `flex` when the file had them quantized: the
+    /// small-batch product reads these (bit-identical results, a fraction of the bytes).
+    quant: Option<cpu::QuantRows>,
     d_out: usize,
 }
 
@@ -70,7 +73,28 @@ impl<B: Backend> Linear<B> {
         for (name, out) in names {
             data.extend_from_slice(&w.read_f32(name, &[*out, d_in])?);
         }
-        Ok(Self::from_out_in(data, d_out, d_in, device))
+        let mut linear = Self::from_out_in(data, d_out, d_in, device);
+        if linear.host.is_some() {
+            let mut parts = Vec::with_capacity(names.len());
+            for (name, out) in names {
+                match w.read_quantized(name, &[*out, d_in])? {
+                    Some(q) => parts.push(q),
+                    None => return Ok(linear),
+                }
+            }
+            linear.quant = cpu::QuantRows::concat(&parts);
+        }
+        Ok(linear)
+    }
+
+    /// Lets the small-batch product read `quant`, the same `[out, in]` weight in GGUF blocks
+    /// (on `flex` only; elsewhere, or with another shape, the map is unchanged).
+    pub fn with_quantized(mut self, quant: Option<cpu::QuantRows>) -> Self {
+        if self.host.is_some() {
+            let [d_out, d_in] = self.weight.dims();
+            self.quant = quant.filter(|q| q.rows() == d_out && q.cols() == d_in);
+        }
+        self
     }
 
     /// Builds the map from HF-layout `[out, in]` values.
@@ -86,6 +110,7 @@ impl<B: Backend> Linear<B> {
         Self {
             weight: Tensor::from_data(TensorData::new(data, [d_in, d_out]), device),
             host: None,
+            quant: None,
             d_out,
         }
     }
@@ -98,6 +123,7 @@ impl<B: Backend> Linear<B> {
             Some(host) => Self {
                 weight,
                 host: Some(host),
+                quant: None,
                 d_out,
             },
             None => {
@@ -109,6 +135,7 @@ impl<B: Backend> Linear<B> {
                 Self {
                     weight: Tensor::from_data(TensorData::new(data, [d_in, d_out]), &device),
                     host: None,
+                    quant: None,
                     d_out,
                 }
             }
@@ -122,12 +149,17 @@ impl<B: Backend> Linear<B> {
         match &self.host {
             Some(w) if m <= cpu::SMALL_ROWS => {
                 let device = x.device();
+                let product = |x: &[f32]| {
+                    self.quant
+                        .as_ref()
+                        .and_then(|q| cpu::small_matmul_q(x, m, q))
+                        .unwrap_or_else(|| cpu::small_matmul_t(x, m, d, w.values(), out))
+                };
                 let y = match HostF32::of(&x) {
-                    Some(x) => cpu::small_matmul_t(x.values(), m, d, w.values(), out),
+                    Some(x) => product(x.values()),
                     None => {
                         let x = x.into_data().convert::<f32>();
-                        let x = x.as_slice::<f32>().expect("f32 activations");
-                        cpu::small_matmul_t(x, m, d, w.values(), out)
+                        product(x.as_slice::<f32>().expect("f32 activations"))
                     }
                 };
                 cpu::tensor(y, [b, t, out], &device)

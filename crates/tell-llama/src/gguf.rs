@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use tell_gguf::{hf_name, LlamaGguf};
 
 use crate::config::{LlamaConfig, RopeScaling};
+use crate::cpu::{QuantKind, QuantRows};
 use crate::error::{Error, Result};
 use crate::weights::{TensorMeta, TensorSource};
 
@@ -107,6 +108,21 @@ impl TensorSource for GgufSource {
             });
         }
         Ok(t.data)
+    }
+
+    fn read_quantized(&self, name: &str, shape: &[usize]) -> Result<Option<QuantRows>> {
+        let blocks = match self.model.tensor_hf_blocks(name) {
+            Ok(b) => b,
+            Err(tell_gguf::GgufError::TensorNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(gguf_error(&self.path, e)),
+        };
+        Ok(blocks.and_then(|b| {
+            let kind = QuantKind::of(b.dtype)?;
+            if b.shape != shape {
+                return None;
+            }
+            QuantRows::new(kind, shape[0], shape[1], b.data)
+        }))
     }
 
     fn describe(&self) -> Vec<(String, TensorMeta)> {

@@ -96,8 +96,10 @@ impl<B: Backend> Llama<B> {
         let lm_head = if config.tie_word_embeddings {
             // On flex the head shares the embedding's storage (its `[vocab, d]` is `[out, in]`).
             Linear::from_out_in_tensor(embed.clone())
+                .with_quantized(w.read_quantized("model.embed_tokens.weight", &[v, d])?)
         } else {
             Linear::from_out_in(w.read_f32("lm_head.weight", &[v, d])?, v, d, device)
+                .with_quantized(w.read_quantized("lm_head.weight", &[v, d])?)
         };
         let blocks = (0..config.num_layers)
             .map(|l| Block::load(w, l, &config, device))

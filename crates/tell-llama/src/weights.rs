@@ -243,6 +243,16 @@ pub trait TensorSource {
     /// that it has `shape`.
     fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>>;
 
+    /// The tensor `name` as stored, when it is quantized in blocks the CPU kernels read directly
+    /// ([`crate::cpu::QuantRows`]); `None` (the default) where it is not.
+    fn read_quantized(
+        &self,
+        _name: &str,
+        _shape: &[usize],
+    ) -> Result<Option<crate::cpu::QuantRows>> {
+        Ok(None)
+    }
+
     /// Dtype and shape of each stored tensor, by HF name, sorted by name.
     fn describe(&self) -> Vec<(String, TensorMeta)>;
 

@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::quant::QuantRows;
 use super::Kernel;
 
 /// Most rows (`batch * seq`) for which [`small_matmul_t`] replaces the backend's matrix product.
@@ -33,12 +34,47 @@ pub fn small_matmul_t(x: &[f32], m: usize, k: usize, wt: &[f32], n: usize) -> Ve
         return out_t;
     }
     let kernel = Kernel::detect();
-    let tasks = rayon::current_num_threads() * TASKS_PER_THREAD;
-    let columns = n.div_ceil(tasks).max(MIN_COLUMNS_PER_TASK);
+    let columns = columns_per_task(n);
     out_t
         .par_chunks_mut(columns * m)
         .zip(wt.par_chunks(columns * k))
         .for_each(|(out, w)| kernel.matmul_rows(x, m, k, w, out));
+    transposed(out_t, m, n)
+}
+
+/// [`small_matmul_t`] with the weight in quantized rows (`[n, k]`, `n = w.rows()`), the same
+/// values bit for bit as on the dequantized weight; `None` where the CPU lacks the kernel
+/// (AVX-512), so that the caller uses the f32 weight.
+pub fn small_matmul_q(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
+    let (k, n) = (w.cols(), w.rows());
+    assert_eq!(x.len(), m * k, "small_matmul_q: x is not [m, k]");
+    #[cfg(target_arch = "x86_64")]
+    if matches!(Kernel::detect(), Kernel::Avx512) && std::arch::is_x86_feature_detected!("f16c") {
+        let mut out_t = vec![0f32; n * m];
+        if m == 0 || n == 0 || k == 0 {
+            return Some(out_t);
+        }
+        let (kind, rb) = (w.kind(), w.row_bytes());
+        let columns = columns_per_task(n);
+        out_t
+            .par_chunks_mut(columns * m)
+            .zip(w.bytes().par_chunks(columns * rb))
+            // SAFETY: AVX-512F and F16C were detected, the features the task is compiled for.
+            .for_each(|(out, wq)| unsafe { x86::task_quant_avx512(x, m, k, (kind, wq, rb), out) });
+        return Some(transposed(out_t, m, n));
+    }
+    let _ = (x, m, w);
+    None
+}
+
+/// Output columns (weight rows) per parallel task for `n` columns.
+fn columns_per_task(n: usize) -> usize {
+    let tasks = rayon::current_num_threads() * TASKS_PER_THREAD;
+    n.div_ceil(tasks).max(MIN_COLUMNS_PER_TASK)
+}
+
+/// `[n, m]` to `[m, n]` (free for one row).
+fn transposed(out_t: Vec<f32>, m: usize, n: usize) -> Vec<f32> {
     if m == 1 {
         return out_t;
     }
@@ -90,11 +126,13 @@ mod x86 {
 
     use std::arch::x86_64::*;
 
+    use crate::cpu::quant::{x86::dequant_row_avx512, QuantKind};
+
     /// Weight rows per step (and sequential streams per task).
     const JW: usize = 4;
 
     macro_rules! kernel {
-        ($task:ident, $block:ident, $feature:literal, $lanes:expr,
+        ($task:ident, $pass:ident, $block:ident, $feature:literal, $lanes:expr,
          $zero:ident, $load:ident, $fma:ident, $sum:ident) => {
             /// `out[j * m + i] = x[i, :] . w[j, :]`, `x` `[m, k]`, `w` `[n, k]`, `out` `[n, m]`.
             #[target_feature(enable = $feature)]
@@ -103,31 +141,45 @@ mod x86 {
                 assert!(x.len() == m * k && w.len() == n * k && out.len() == n * m);
                 let run = n.div_ceil(JW);
                 for step in 0..run {
-                    // Row `step` of each run; a run shorter than the others repeats its last row
-                    // (whose results are not written again).
-                    let rows: [usize; JW] = std::array::from_fn(|q| (q * run + step).min(n - 1));
+                    let rows = step_rows(n, run, step);
                     let weights: [&[f32]; JW] = rows.map(|j| &w[j * k..][..k]);
-                    let mut i = 0;
-                    while i < m {
-                        let mut res = [[0f32; 4]; JW];
-                        // With several passes over these weight rows (more than 4 rows of `x`)
-                        // the loads alone leave the memory bus idle much of the time (the later
-                        // passes read L1): every pass also asks for the next row of each run,
-                        // into L2 so that it does not push these rows out of L1. (With one pass
-                        // the hardware prefetcher keeps up.)
-                        let fetch = m > 4 && step + 1 < run;
-                        let r = match m - i {
-                            4.. => $block::<4>(&x[i * k..], k, &weights, fetch, &mut res),
-                            2 | 3 => $block::<2>(&x[i * k..], k, &weights, fetch, &mut res),
-                            _ => $block::<1>(&x[i * k..], k, &weights, fetch, &mut res),
-                        };
-                        for (q, res) in res.iter().enumerate() {
-                            if q * run + step < n {
-                                out[rows[q] * m + i..][..r].copy_from_slice(&res[..r]);
-                            }
+                    // With several passes over these weight rows (more than 4 rows of `x`) the
+                    // loads alone leave the memory bus idle much of the time (the later passes
+                    // read L1): every pass also asks for the next row of each run, into L2 so
+                    // that it does not push these rows out of L1. (With one pass the hardware
+                    // prefetcher keeps up.)
+                    let fetch = m > 4 && step + 1 < run;
+                    $pass(x, m, k, &weights, fetch, (n, run, step), out);
+                }
+            }
+
+            /// Every row of `x` against the weight rows of `step` (values in `weights`), into
+            /// `out` as in the task.
+            #[target_feature(enable = $feature)]
+            fn $pass(
+                x: &[f32],
+                m: usize,
+                k: usize,
+                weights: &[&[f32]; JW],
+                fetch: bool,
+                (n, run, step): (usize, usize, usize),
+                out: &mut [f32],
+            ) {
+                let rows = step_rows(n, run, step);
+                let mut i = 0;
+                while i < m {
+                    let mut res = [[0f32; 4]; JW];
+                    let r = match m - i {
+                        4.. => $block::<4>(&x[i * k..], k, weights, fetch, &mut res),
+                        2 | 3 => $block::<2>(&x[i * k..], k, weights, fetch, &mut res),
+                        _ => $block::<1>(&x[i * k..], k, weights, fetch, &mut res),
+                    };
+                    for (q, res) in res.iter().enumerate() {
+                        if q * run + step < n {
+                            out[rows[q] * m + i..][..r].copy_from_slice(&res[..r]);
                         }
-                        i += r;
                     }
+                    i += r;
                 }
             }
 
@@ -183,8 +235,40 @@ mod x86 {
         };
     }
 
+    /// The weight rows step `step` takes: row `step` of each of the `JW` runs; a run shorter
+    /// than the others repeats its last row (whose results are not written again).
+    fn step_rows(n: usize, run: usize, step: usize) -> [usize; JW] {
+        std::array::from_fn(|q| (q * run + step).min(n - 1))
+    }
+
+    /// [`task_avx512`] on quantized weight rows (`w`: `n` rows of `row_bytes`): each step's rows
+    /// are dequantized (exactly as `tell-gguf` does) into a scratch buffer and go through the
+    /// same f32 kernel, so the results are bit-identical to those on the dequantized weights.
+    #[target_feature(enable = "avx512f,f16c")]
+    pub fn task_quant_avx512(
+        x: &[f32],
+        m: usize,
+        k: usize,
+        (kind, w, row_bytes): (QuantKind, &[u8], usize),
+        out: &mut [f32],
+    ) {
+        let n = out.len() / m;
+        assert!(x.len() == m * k && w.len() == n * row_bytes && out.len() == n * m);
+        let run = n.div_ceil(JW);
+        let mut scratch = vec![0f32; JW * k];
+        for step in 0..run {
+            let rows = step_rows(n, run, step);
+            for (q, s) in scratch.chunks_exact_mut(k).enumerate() {
+                dequant_row_avx512(kind, &w[rows[q] * row_bytes..][..row_bytes], s);
+            }
+            let weights: [&[f32]; JW] = std::array::from_fn(|q| &scratch[q * k..][..k]);
+            pass_avx512(x, m, k, &weights, false, (n, run, step), out);
+        }
+    }
+
     kernel!(
         task_avx512,
+        pass_avx512,
         block_avx512,
         "avx512f",
         16,
@@ -196,6 +280,7 @@ mod x86 {
 
     kernel!(
         task_avx2,
+        pass_avx2,
         block_avx2,
         "avx2,fma",
         8,

@@ -5,6 +5,8 @@
 //!   crate under `flex` packs the whole weight matrix for every such product, which costs several
 //!   times the product itself; here each weight row is read once, straight from the tensor's
 //!   storage, for all rows of the batch.
+//! - [`small_matmul_q`]: the same product with the weight still in its GGUF blocks (Q4_1, Q8_0),
+//!   dequantized row by row on the way in: the same values, a fraction of the bytes to stream.
 //! - [`rms_norm`], [`rope_split`], [`attend`], [`scale_add_bias`], [`swiglu`]: the element-wise
 //!   glue of a block (RMSNorm, splitting the fused q/k/v product, RoPE, attention over the KV
 //!   cache, SwiGLU) in one pass each over contiguous memory, where burn's ops would walk strided
@@ -19,9 +21,11 @@ use burn_flex::FlexTensor;
 
 mod matmul;
 mod ops;
+mod quant;
 
-pub use matmul::{small_matmul_t, SMALL_ROWS};
+pub use matmul::{small_matmul_q, small_matmul_t, SMALL_ROWS};
 pub use ops::{attend, rms_norm, rope_split, scale_add_bias, swiglu, Heads};
+pub use quant::{dequant_row, QuantKind, QuantRows};
 
 /// Whether `B` is the `flex` backend, whose tensors [`HostF32`] reads.
 pub fn is_flex<B: Backend>() -> bool {
