@@ -354,11 +354,15 @@ impl LlamaGguf {
     /// for HF's rotate-half RoPE. For tied models `lm_head.weight` is absent: use
     /// `model.embed_tokens.weight` (see [`LlamaMetadata::tie_word_embeddings`]).
     pub fn tensor_hf(&self, name: &str) -> Result<HfTensor> {
+        self.load(self.info_hf(name)?, name.to_owned())
+    }
+
+    /// The GGUF tensor info behind HF name `name`.
+    fn info_hf(&self, name: &str) -> Result<&TensorInfo> {
         let g = gguf_name(name).ok_or_else(|| GgufError::TensorNotFound {
             name: name.to_owned(),
         })?;
-        let info = self.file.tensor_info(&g)?;
-        self.load(info, name.to_owned())
+        self.file.tensor_info(&g)
     }
 
     /// Load a tensor given its GGUF info; HF name and orientation as in [`Self::tensor_hf`].
@@ -373,10 +377,7 @@ impl LlamaGguf {
     /// whole blocks (`None` for 1-D tensors and rows that split a block); q/k rows un-permuted as
     /// [`Self::tensor_hf`] does, so that row `r` dequantizes to row `r` of its values.
     pub fn tensor_hf_blocks(&self, name: &str) -> Result<Option<HfBlocks>> {
-        let g = gguf_name(name).ok_or_else(|| GgufError::TensorNotFound {
-            name: name.to_owned(),
-        })?;
-        let info = self.file.tensor_info(&g)?;
+        let info = self.info_hf(name)?;
         let shape = info.shape_hf();
         let (per_block, block_bytes) = info.dtype.block_geometry();
         let &[rows, cols] = shape.as_slice() else {

@@ -3,6 +3,9 @@
 //!
 //! `cargo run --release -p tell-llama --example decode_profile -- MODEL PROMPTS.jsonl BATCH NEW [ROUNDS]`
 
+#[path = "shared/prompts.rs"]
+mod prompts;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -14,19 +17,7 @@ fn main() {
     let model_path = PathBuf::from(args.get(1).expect(usage));
     let batch: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
     let new: usize = args.get(4).and_then(|s| s.parse().ok()).expect(usage);
-    let rows: Vec<Vec<u32>> = std::fs::read_to_string(args.get(2).expect(usage))
-        .expect("prompts")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
-            v["tokens"]
-                .as_array()
-                .expect("tokens")
-                .iter()
-                .map(|t| t.as_u64().expect("id") as u32)
-                .collect()
-        })
-        .collect();
+    let rows = prompts::read_token_prompts(args.get(2).expect(usage));
     let model = Llama::<FlexBackend>::load(&model_path, &Default::default()).expect("load");
     let group = &rows[..batch];
     let b = Batch::left_padded(group, 2).expect("batch");

@@ -3,6 +3,9 @@
 //! `cargo run --release -p tell-llama --example generate_bench -- MODEL PROMPTS.jsonl BATCH NEW`;
 //! `scripts/bench-generate.sh` runs it beside transformers' `generate`.
 
+#[path = "shared/prompts.rs"]
+mod prompts;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -16,19 +19,7 @@ fn main() {
     let prompts_path = args.get(2).expect(usage);
     let batch: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
     let new: usize = args.get(4).and_then(|s| s.parse().ok()).expect(usage);
-    let rows: Vec<Vec<u32>> = std::fs::read_to_string(prompts_path)
-        .expect("prompts")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
-            v["tokens"]
-                .as_array()
-                .expect("tokens")
-                .iter()
-                .map(|t| t.as_u64().expect("id") as u32)
-                .collect()
-        })
-        .collect();
+    let rows = prompts::read_token_prompts(prompts_path);
     match args.get(5).map(String::as_str) {
         Some("ndarray") => bench::<NdArrayBackend>(&model_path, &rows, batch, new, "tell-ndarray"),
         _ => bench::<FlexBackend>(&model_path, &rows, batch, new, "tell"),

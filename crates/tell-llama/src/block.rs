@@ -73,18 +73,19 @@ impl<B: Backend> Linear<B> {
         for (name, out) in names {
             data.extend_from_slice(&w.read_f32(name, &[*out, d_in])?);
         }
-        let mut linear = Self::from_out_in(data, d_out, d_in, device);
-        if linear.host.is_some() {
-            let mut parts = Vec::with_capacity(names.len());
-            for (name, out) in names {
-                match w.read_quantized(name, &[*out, d_in])? {
-                    Some(q) => parts.push(q),
-                    None => return Ok(linear),
-                }
-            }
-            linear.quant = cpu::QuantRows::concat(&parts);
+        let linear = Self::from_out_in(data, d_out, d_in, device);
+        if linear.host.is_none() {
+            // Only the flex kernels read blocks: do not read them for nothing.
+            return Ok(linear);
         }
-        Ok(linear)
+        let mut parts = Vec::with_capacity(names.len());
+        for (name, out) in names {
+            match w.read_quantized(name, &[*out, d_in])? {
+                Some(q) => parts.push(q),
+                None => return Ok(linear),
+            }
+        }
+        Ok(linear.with_quantized(cpu::QuantRows::concat(&parts)))
     }
 
     /// Lets the small-batch product read `quant`, the same `[out, in]` weight in GGUF blocks

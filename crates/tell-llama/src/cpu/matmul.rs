@@ -63,7 +63,6 @@ pub fn small_matmul_q(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
             .for_each(|(out, wq)| unsafe { x86::task_quant_avx512(x, m, k, (kind, wq, rb), out) });
         return Some(transposed(out_t, m, n));
     }
-    let _ = (x, m, w);
     None
 }
 

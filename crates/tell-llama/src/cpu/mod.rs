@@ -25,7 +25,7 @@ mod quant;
 
 pub use matmul::{small_matmul_q, small_matmul_t, SMALL_ROWS};
 pub use ops::{attend, rms_norm, rope_split, scale_add_bias, swiglu, Heads};
-pub use quant::{dequant_row, QuantKind, QuantRows};
+pub use quant::{QuantKind, QuantRows};
 
 /// Whether `B` is the `flex` backend, whose tensors [`HostF32`] reads.
 pub fn is_flex<B: Backend>() -> bool {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use half::f16;
+use tell_gguf::GgmlType;
 
 /// The block types [`QuantRows`] holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,20 +21,25 @@ const BLOCK: usize = 32;
 
 impl QuantKind {
     /// The kind of a GGUF block type, if it is one of ours.
-    pub fn of(dtype: tell_gguf::GgmlType) -> Option<Self> {
+    pub fn of(dtype: GgmlType) -> Option<Self> {
         match dtype {
-            tell_gguf::GgmlType::Q4_1 => Some(Self::Q4_1),
-            tell_gguf::GgmlType::Q8_0 => Some(Self::Q8_0),
+            GgmlType::Q4_1 => Some(Self::Q4_1),
+            GgmlType::Q8_0 => Some(Self::Q8_0),
             _ => None,
         }
     }
 
-    /// Bytes per block.
-    fn block_bytes(self) -> usize {
+    /// The GGUF block type.
+    pub fn dtype(self) -> GgmlType {
         match self {
-            Self::Q4_1 => 20,
-            Self::Q8_0 => 34,
+            Self::Q4_1 => GgmlType::Q4_1,
+            Self::Q8_0 => GgmlType::Q8_0,
         }
+    }
+
+    /// Bytes per block (ggml's block geometry).
+    fn block_bytes(self) -> usize {
+        self.dtype().block_geometry().1
     }
 }
 
@@ -69,7 +74,10 @@ impl QuantRows {
         {
             return None;
         }
-        let data = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
+        for p in parts {
+            data.extend_from_slice(&p.data);
+        }
         Self::new(
             first.kind,
             parts.iter().map(|p| p.rows).sum(),
@@ -104,40 +112,14 @@ impl QuantRows {
     }
 }
 
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
-}
-
-/// Dequantizes one row (`row.len()` bytes of `kind` blocks) into `out`, portably.
-pub fn dequant_row(kind: QuantKind, row: &[u8], out: &mut [f32]) {
-    let bb = kind.block_bytes();
-    for (b, o) in row.chunks_exact(bb).zip(out.chunks_exact_mut(BLOCK)) {
-        let d = f16_at(b, 0);
-        match kind {
-            QuantKind::Q4_1 => {
-                let m = f16_at(b, 2);
-                for j in 0..16 {
-                    o[j] = d * f32::from(b[4 + j] & 0x0F) + m;
-                    o[j + 16] = d * f32::from(b[4 + j] >> 4) + m;
-                }
-            }
-            QuantKind::Q8_0 => {
-                for (x, &q) in o.iter_mut().zip(&b[2..34]) {
-                    *x = f32::from(q as i8) * d;
-                }
-            }
-        }
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use std::arch::x86_64::*;
 
     use super::{QuantKind, BLOCK};
 
-    /// [`super::dequant_row`] with AVX-512 (and F16C for the scales): the same products and
-    /// sums, 16 values at a time.
+    /// One row (`row.len()` bytes of `kind` blocks) into `out` with AVX-512 (and F16C for the
+    /// scales): the products and sums of `tell_gguf::dequantize_into`, 16 values at a time.
     #[target_feature(enable = "avx512f,f16c")]
     pub fn dequant_row_avx512(kind: QuantKind, row: &[u8], out: &mut [f32]) {
         let bb = kind.block_bytes();
@@ -181,6 +163,8 @@ pub(super) mod x86 {
 
 #[cfg(test)]
 mod tests {
+    use half::f16;
+
     use super::*;
 
     /// Blocks with every nibble / byte value and scales of both signs and magnitudes.
@@ -201,15 +185,9 @@ mod tests {
 
     #[test]
     fn rows_dequantize_exactly_as_tell_gguf() {
-        for (kind, dtype) in [
-            (QuantKind::Q4_1, tell_gguf::GgmlType::Q4_1),
-            (QuantKind::Q8_0, tell_gguf::GgmlType::Q8_0),
-        ] {
+        for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
             let bytes = blocks(kind, 9);
-            let want = tell_gguf::dequantize(dtype, &bytes, 9 * 32, "test").unwrap();
-            let mut got = vec![0f32; 9 * 32];
-            dequant_row(kind, &bytes, &mut got);
-            assert_eq!(got, want, "{kind:?} portable");
+            let want = tell_gguf::dequantize(kind.dtype(), &bytes, 9 * 32, "test").unwrap();
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("f16c")
@@ -228,8 +206,7 @@ mod tests {
         for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
             let bytes = blocks(kind, n * k / BLOCK);
             let w = QuantRows::new(kind, n, k, bytes.clone()).unwrap();
-            let mut wf = vec![0f32; n * k];
-            dequant_row(kind, &bytes, &mut wf);
+            let wf = tell_gguf::dequantize(kind.dtype(), &bytes, (n * k) as u64, "test").unwrap();
             for m in [1, 2, 3, 5, 8, 13] {
                 let x = crate::cpu::tests::values(m * k, 7);
                 let want = crate::cpu::small_matmul_t(&x, m, k, &wf, n);
