@@ -44,12 +44,15 @@ pub fn small_matmul_t(x: &[f32], m: usize, k: usize, wt: &[f32], n: usize) -> Ve
 
 /// [`small_matmul_t`] with the weight in quantized rows (`[n, k]`, `n = w.rows()`), the same
 /// values bit for bit as on the dequantized weight; `None` where the CPU lacks the kernel
-/// (AVX-512), so that the caller uses the f32 weight.
+/// (AVX-512 with VL, F16C), so that the caller uses the f32 weight.
 pub fn small_matmul_q(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
     let (k, n) = (w.cols(), w.rows());
     assert_eq!(x.len(), m * k, "small_matmul_q: x is not [m, k]");
     #[cfg(target_arch = "x86_64")]
-    if matches!(Kernel::detect(), Kernel::Avx512) && std::arch::is_x86_feature_detected!("f16c") {
+    if matches!(Kernel::detect(), Kernel::Avx512)
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("f16c")
+    {
         let mut out_t = vec![0f32; n * m];
         if m == 0 || n == 0 || k == 0 {
             return Some(out_t);
@@ -59,7 +62,7 @@ pub fn small_matmul_q(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
         out_t
             .par_chunks_mut(columns * m)
             .zip(w.bytes().par_chunks(columns * rb))
-            // SAFETY: AVX-512F and F16C were detected, the features the task is compiled for.
+            // SAFETY: AVX-512F/VL and F16C were detected, the features the task is compiled for.
             .for_each(|(out, wq)| unsafe { x86::task_quant_avx512(x, m, k, (kind, wq, rb), out) });
         return Some(transposed(out_t, m, n));
     }
@@ -125,7 +128,7 @@ mod x86 {
 
     use std::arch::x86_64::*;
 
-    use crate::cpu::quant::{x86::dequant_row_avx512, QuantKind};
+    use crate::cpu::quant::{x86::dot_rows, QuantKind};
 
     /// Weight rows per step (and sequential streams per task).
     const JW: usize = 4;
@@ -240,10 +243,11 @@ mod x86 {
         std::array::from_fn(|q| (q * run + step).min(n - 1))
     }
 
-    /// [`task_avx512`] on quantized weight rows (`w`: `n` rows of `row_bytes`): each step's rows
-    /// are dequantized (exactly as `tell-gguf` does) into a scratch buffer and go through the
-    /// same f32 kernel, so the results are bit-identical to those on the dequantized weights.
-    #[target_feature(enable = "avx512f,f16c")]
+    /// [`task_avx512`] on quantized weight rows (`w`: `n` rows of `row_bytes`), with the same
+    /// steps of `JW` weight rows; each step's rows are dequantized in registers by
+    /// [`dot_rows`] (exactly as `tell-gguf` does) and each product is summed as the f32 kernel
+    /// sums it, so the results are bit-identical to those on the dequantized weights.
+    #[target_feature(enable = "avx512f,avx512vl,f16c")]
     pub fn task_quant_avx512(
         x: &[f32],
         m: usize,
@@ -254,14 +258,47 @@ mod x86 {
         let n = out.len() / m;
         assert!(x.len() == m * k && w.len() == n * row_bytes && out.len() == n * m);
         let run = n.div_ceil(JW);
-        let mut scratch = vec![0f32; JW * k];
         for step in 0..run {
             let rows = step_rows(n, run, step);
-            for (q, s) in scratch.chunks_exact_mut(k).enumerate() {
-                dequant_row_avx512(kind, &w[rows[q] * row_bytes..][..row_bytes], s);
+            let weight = |q: usize| &w[rows[q] * row_bytes..][..row_bytes];
+            // Weight row `q`'s products with rows `i..` of `x` (a repeated row is not written).
+            let mut put = |q: usize, i: usize, values: &[f32]| {
+                if q * run + step < n {
+                    out[rows[q] * m + i..][..values.len()].copy_from_slice(values);
+                }
+            };
+            let all: [usize; JW] = std::array::from_fn(|q| q);
+            let mut i = 0;
+            while i < m {
+                let xi = &x[i * k..];
+                // 8 rows of `x` take the weight rows two by two (16 accumulators); fewer take all
+                // four at once.
+                let r = match m - i {
+                    8.. => {
+                        for pair in [[0, 1], [2, 3]] {
+                            let res = dot_rows::<8, 2>(kind, xi, k, pair.map(weight));
+                            pair.iter().zip(&res).for_each(|(&q, v)| put(q, i, v));
+                        }
+                        8
+                    }
+                    4.. => {
+                        let res = dot_rows::<4, JW>(kind, xi, k, all.map(weight));
+                        res.iter().enumerate().for_each(|(q, v)| put(q, i, v));
+                        4
+                    }
+                    2 | 3 => {
+                        let res = dot_rows::<2, JW>(kind, xi, k, all.map(weight));
+                        res.iter().enumerate().for_each(|(q, v)| put(q, i, v));
+                        2
+                    }
+                    _ => {
+                        let res = dot_rows::<1, JW>(kind, xi, k, all.map(weight));
+                        res.iter().enumerate().for_each(|(q, v)| put(q, i, v));
+                        1
+                    }
+                };
+                i += r;
             }
-            let weights: [&[f32]; JW] = std::array::from_fn(|q| &scratch[q * k..][..k]);
-            pass_avx512(x, m, k, &weights, false, (n, run, step), out);
         }
     }
 

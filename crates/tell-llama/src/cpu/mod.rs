@@ -6,7 +6,7 @@
 //!   times the product itself; here each weight row is read once, straight from the tensor's
 //!   storage, for all rows of the batch.
 //! - [`small_matmul_q`]: the same product with the weight still in its GGUF blocks (Q4_1, Q8_0),
-//!   dequantized row by row on the way in: the same values, a fraction of the bytes to stream.
+//!   dequantized in registers on the way in: the same values, a fraction of the bytes to stream.
 //! - [`rms_norm`], [`rope_split`], [`attend`], [`scale_add_bias`], [`swiglu`]: the element-wise
 //!   glue of a block (RMSNorm, splitting the fused q/k/v product, RoPE, attention over the KV
 //!   cache, SwiGLU) in one pass each over contiguous memory, where burn's ops would walk strided

@@ -1,7 +1,7 @@
 //! Weights kept in their GGUF blocks (Q4_1, Q8_0) for the small-batch product: decoding is bound
-//! by the bytes of weight it streams per token, and a Q4_1 row is a sixth of its f32 row. Rows are
-//! dequantized to exactly the f32 values `tell-gguf` gives (same arithmetic, no fused
-//! multiply-add), so products are bit-identical to those on the dequantized weights.
+//! by the bytes of weight it streams per token, and a Q4_1 row is a sixth of its f32 row. Blocks
+//! are dequantized in registers to exactly the f32 values `tell-gguf` gives (same arithmetic, no
+//! fused multiply-add), so products are bit-identical to those on the dequantized weights.
 
 use std::sync::Arc;
 
@@ -114,50 +114,103 @@ impl QuantRows {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
+    //! Products of rows of activations with quantized weight rows, dequantized in registers.
+
     use std::arch::x86_64::*;
 
     use super::{QuantKind, BLOCK};
 
-    /// One row (`row.len()` bytes of `kind` blocks) into `out` with AVX-512 (and F16C for the
-    /// scales): the products and sums of `tell_gguf::dequantize_into`, 16 values at a time.
+    /// Block `p`'s two halves (values 0..16 and 16..32) as `tell_gguf::dequantize_into` gives
+    /// them (mul then add, no FMA).
+    ///
+    /// # Safety
+    /// `p` must point to one whole block of `kind`.
     #[target_feature(enable = "avx512f,f16c")]
-    pub fn dequant_row_avx512(kind: QuantKind, row: &[u8], out: &mut [f32]) {
+    #[inline]
+    unsafe fn halves(kind: QuantKind, p: *const u8) -> (__m512, __m512) {
+        // SAFETY: the caller's block is 20 (Q4_1) or 34 (Q8_0) bytes.
+        unsafe {
+            match kind {
+                QuantKind::Q4_1 => {
+                    let head = (p as *const i32).read_unaligned();
+                    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(head));
+                    let d = _mm512_broadcastss_ps(dm);
+                    let m = _mm512_broadcastss_ps(_mm_movehdup_ps(dm));
+                    let qs = _mm_loadu_si128(p.add(4) as *const __m128i);
+                    let mask = _mm_set1_epi8(0x0F);
+                    let lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(qs, mask)));
+                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), mask);
+                    let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi));
+                    (
+                        _mm512_add_ps(_mm512_mul_ps(d, lo), m),
+                        _mm512_add_ps(_mm512_mul_ps(d, hi), m),
+                    )
+                }
+                QuantKind::Q8_0 => {
+                    let head = (p as *const u16).read_unaligned() as i32;
+                    let d = _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(head)));
+                    let lo = _mm_loadu_si128(p.add(2) as *const __m128i);
+                    let hi = _mm_loadu_si128(p.add(18) as *const __m128i);
+                    (
+                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), d),
+                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), d),
+                    )
+                }
+            }
+        }
+    }
+
+    /// `res[q][r] = x[r, :] . w[q]` for `R` rows of `x` (`k` apart) and `W` quantized weight
+    /// rows (`k / 32` blocks of `kind` each).
+    ///
+    /// Each product is summed as the f32 kernel sums it on the dequantized row (16 lanes in order
+    /// of `k` with FMA, then `_mm512_reduce_add_ps`), so results are bit-identical to it; the
+    /// weight values never leave the registers, and each is used by all `R` rows.
+    ///
+    /// AVX-512VL is enabled for the register allocator's sake: without it the reductions (on
+    /// 256- and 128-bit halves) cannot use registers 16-31, and the accumulators of `<8, 2>`
+    /// spill to the stack, which made this kernel slower than dequantizing to memory.
+    #[target_feature(enable = "avx512f,avx512vl,f16c")]
+    pub fn dot_rows<const R: usize, const W: usize>(
+        kind: QuantKind,
+        x: &[f32],
+        k: usize,
+        w: [&[u8]; W],
+    ) -> [[f32; R]; W] {
         let bb = kind.block_bytes();
-        assert!(out.len() * bb == row.len() * BLOCK);
-        for (b, o) in row.chunks_exact(bb).zip(out.chunks_exact_mut(BLOCK)) {
-            // The block's f16 scale (and Q4_1's minimum) in lanes 0 (and 1); F16C converts
-            // exactly, as `half` does, without a call per block.
-            let head = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(head));
-            let d = _mm512_broadcastss_ps(dm);
-            let op = o.as_mut_ptr();
-            // SAFETY: a block is `bb` bytes (16 nibble bytes from 4, or 32 bytes from 2) and `o`
-            // is 32 values; unaligned loads and stores.
+        let blocks = k / BLOCK;
+        assert!(k.is_multiple_of(BLOCK) && x.len() >= R * k);
+        assert!(w.iter().all(|row| row.len() == blocks * bb));
+        let xr: [*const f32; R] = std::array::from_fn(|r| x[r * k..].as_ptr());
+        let wp: [*const u8; W] = w.map(|row| row.as_ptr());
+        let mut acc = [[_mm512_setzero_ps(); R]; W];
+        for b in 0..blocks {
+            // SAFETY: block `b` of each weight row is in bounds (asserted lengths), and so are
+            // values `32 b .. 32 b + 32` of every row of `x`.
             unsafe {
-                match kind {
-                    QuantKind::Q4_1 => {
-                        let m = _mm512_broadcastss_ps(_mm_movehdup_ps(dm));
-                        let qs = _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i);
-                        let mask = _mm_set1_epi8(0x0F);
-                        let lo = _mm_and_si128(qs, mask);
-                        let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), mask);
-                        for (half, q) in [lo, hi].into_iter().enumerate() {
-                            let q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q));
-                            let x = _mm512_add_ps(_mm512_mul_ps(d, q), m);
-                            _mm512_storeu_ps(op.add(16 * half), x);
-                        }
-                    }
-                    QuantKind::Q8_0 => {
-                        for half in 0..2 {
-                            let q =
-                                _mm_loadu_si128(b.as_ptr().add(2 + 16 * half) as *const __m128i);
-                            let q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
-                            _mm512_storeu_ps(op.add(16 * half), _mm512_mul_ps(q, d));
-                        }
+                let mut wv = [(_mm512_setzero_ps(), _mm512_setzero_ps()); W];
+                for q in 0..W {
+                    wv[q] = halves(kind, wp[q].add(b * bb));
+                }
+                for r in 0..R {
+                    let lo = _mm512_loadu_ps(xr[r].add(b * BLOCK));
+                    let hi = _mm512_loadu_ps(xr[r].add(b * BLOCK + 16));
+                    for q in 0..W {
+                        let (u, v) = wv[q];
+                        acc[q][r] = _mm512_fmadd_ps(hi, v, _mm512_fmadd_ps(lo, u, acc[q][r]));
                     }
                 }
             }
         }
+        // Loops, not `map`: a closure does not inherit the target features, so the reduction
+        // would become a call per value.
+        let mut res = [[0f32; R]; W];
+        for q in 0..W {
+            for r in 0..R {
+                res[q][r] = _mm512_reduce_add_ps(acc[q][r]);
+            }
+        }
+        res
     }
 }
 
@@ -185,17 +238,27 @@ mod tests {
 
     #[test]
     fn rows_dequantize_exactly_as_tell_gguf() {
+        // A unit row of `x` reads one weight value back through the whole kernel: 1 * w + 0.
+        let k = 3 * BLOCK;
         for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
-            let bytes = blocks(kind, 9);
-            let want = tell_gguf::dequantize(kind.dtype(), &bytes, 9 * 32, "test").unwrap();
+            let bytes = blocks(kind, 4 * 3);
+            let want = tell_gguf::dequantize(kind.dtype(), &bytes, 4 * k as u64, "test").unwrap();
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
                 && std::arch::is_x86_feature_detected!("f16c")
             {
-                let mut simd = vec![0f32; 9 * 32];
-                // SAFETY: AVX-512F and F16C were detected.
-                unsafe { x86::dequant_row_avx512(kind, &bytes, &mut simd) };
-                assert_eq!(simd, want, "{kind:?} avx512");
+                let rb = bytes.len() / 4;
+                let rows: [&[u8]; 4] = std::array::from_fn(|q| &bytes[q * rb..][..rb]);
+                for j in 0..k {
+                    let mut unit = vec![0f32; k];
+                    unit[j] = 1.0;
+                    // SAFETY: AVX-512F/VL and F16C were detected.
+                    let got = unsafe { x86::dot_rows::<1, 4>(kind, &unit, k, rows) };
+                    for q in 0..4 {
+                        assert_eq!(got[q][0], want[q * k + j], "{kind:?} row {q} value {j}");
+                    }
+                }
             }
         }
     }

@@ -1,0 +1,80 @@
+//! The small-batch products of one SmolLM2-135M decoding step (30 layers of q/k/v, o, gate/up
+//! and down in Q4_1, the tied head in Q8_0), timed alone: min and median over reps.
+//!
+//! `cargo run --release -p tell-llama --example matmul_bench -- ROWS [REPS] [f32]`
+
+use std::time::Instant;
+
+use tell_llama::cpu::{small_matmul_q, small_matmul_t, QuantKind, QuantRows};
+
+/// Rows of valid blocks: f16 scales near 0.01, arbitrary nibbles / bytes.
+fn rows(kind: QuantKind, n: usize, k: usize) -> (QuantRows, Vec<f32>) {
+    let (bb, nb) = match kind {
+        QuantKind::Q4_1 => (20, n * k / 32),
+        QuantKind::Q8_0 => (34, n * k / 32),
+    };
+    let mut data = Vec::with_capacity(nb * bb);
+    for b in 0..nb {
+        data.extend_from_slice(&0x2100u16.to_le_bytes());
+        if kind == QuantKind::Q4_1 {
+            data.extend_from_slice(&0xA100u16.to_le_bytes());
+        }
+        let rest = bb - data.len() % bb;
+        data.extend((0..rest).map(|j| (j * 37 + b * 11) as u8));
+    }
+    let q = QuantRows::new(kind, n, k, data).expect("blocks");
+    let f = vec![0.01f32; n * k];
+    (q, f)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let m: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(8);
+    let reps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(30);
+    let f32_path = args.get(3).is_some_and(|s| s == "f32");
+    // "hot": one layer's weights 30 times (they stay in cache), to tell compute from memory.
+    let hot = args.get(4).is_some_and(|s| s == "hot");
+    let (d, i, v) = (576, 1536, 49152);
+    let mut layers: Vec<(QuantRows, Vec<f32>)> = Vec::new();
+    for l in 0..30 {
+        if hot && l > 0 {
+            for j in 0..4 {
+                layers.push(layers[j].clone());
+            }
+            continue;
+        }
+        layers.push(rows(QuantKind::Q4_1, 960, d));
+        layers.push(rows(QuantKind::Q4_1, d, d));
+        layers.push(rows(QuantKind::Q4_1, 2 * i, d));
+        layers.push(rows(QuantKind::Q4_1, d, i));
+    }
+    if !hot {
+        layers.push(rows(QuantKind::Q8_0, v, d));
+    }
+    let x: Vec<f32> = (0..m * i)
+        .map(|j| ((j % 97) as f32 - 48.0) / 97.0)
+        .collect();
+    let mut times = Vec::new();
+    let mut sink = 0f32;
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        for (q, f) in &layers {
+            let k = q.cols();
+            let y = if f32_path {
+                small_matmul_t(&x[..m * k], m, k, f, q.rows())
+            } else {
+                small_matmul_q(&x[..m * k], m, q).expect("this CPU lacks the AVX-512 kernel")
+            };
+            sink += y[0];
+        }
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "rows {m} threads {} {}: min {:.2} ms, median {:.2} ms ({sink})",
+        rayon::current_num_threads(),
+        if f32_path { "f32" } else { "quant" },
+        times[0],
+        times[times.len() / 2]
+    );
+}
