@@ -492,6 +492,51 @@ mod tests {
     }
 
     #[test]
+    fn grouped_query_heads_get_the_bits_of_repeated_kv_heads() {
+        // 3 and 5 query heads per key/value head, against one key/value head per query head.
+        for groups in [3, 5] {
+            let (b, t, kvh, hd, cap, len) = (2, 2, 2, 64, 128, 70);
+            let h = kvh * groups;
+            let grouped = Heads {
+                batch: b,
+                seq: t,
+                heads: h,
+                kv_heads: kvh,
+                head_dim: hd,
+            };
+            let q = values(b * h * t * hd, 8);
+            let (kt, v) = (
+                values(b * kvh * hd * cap, 9),
+                values(b * kvh * cap * hd, 10),
+            );
+            let bias = values(b * t * len, 11);
+            let got = attend(&q, &kt, &v, cap, len, &bias, grouped, 0.125);
+            // Each key/value head's block repeated once per query head.
+            let repeat = |x: &[f32]| -> Vec<f32> {
+                x.chunks_exact(hd * cap)
+                    .flat_map(|block| std::iter::repeat_n(block, groups).flatten())
+                    .copied()
+                    .collect()
+            };
+            let one_each = Heads {
+                kv_heads: h,
+                ..grouped
+            };
+            let want = attend(
+                &q,
+                &repeat(&kt),
+                &repeat(&v),
+                cap,
+                len,
+                &bias,
+                one_each,
+                0.125,
+            );
+            assert_eq!(got, want, "{groups} heads per group");
+        }
+    }
+
+    #[test]
     fn scale_add_bias_broadcasts_the_bias_over_heads() {
         let s = Heads {
             batch: 2,
