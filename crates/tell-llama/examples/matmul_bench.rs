@@ -1,11 +1,15 @@
 //! The small-batch products of one SmolLM2-135M decoding step (30 layers of q/k/v, o, gate/up
 //! and down in Q4_1, the tied head in Q8_0), timed alone: min and median over reps.
 //!
-//! `cargo run --release -p tell-llama --example matmul_bench -- ROWS [REPS] [f32]`
+//! `cargo run --release -p tell-llama --example matmul_bench -- ROWS [REPS] [q|f32|panel|gemm]`
+//! (`panel`: the many-row product on the blocks; `gemm`: burn-flex's product on the f32 weights,
+//! what prefill uses on f32 weights).
 
 use std::time::Instant;
 
-use tell_llama::cpu::{small_matmul_q, small_matmul_t, QuantKind, QuantRows};
+use tell_llama::burn::tensor::{Tensor, TensorData};
+use tell_llama::cpu::{matmul_q, small_matmul_q, small_matmul_t, QuantKind, QuantRows};
+use tell_llama::FlexBackend;
 
 /// Rows of valid blocks: f16 scales near 0.01, arbitrary nibbles / bytes.
 fn rows(kind: QuantKind, n: usize, k: usize) -> (QuantRows, Vec<f32>) {
@@ -31,9 +35,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let m: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(8);
     let reps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(30);
-    let f32_path = args.get(3).is_some_and(|s| s == "f32");
-    // "hot": one layer's weights 30 times (they stay in cache), to tell compute from memory.
+    let mode = args.get(3).map(String::as_str).unwrap_or("q");
+    // "hot": one layer's weights 30 times (they stay in cache), to tell compute from memory;
+    // "nohead": without the LM head (prefill computes it for the last positions only).
     let hot = args.get(4).is_some_and(|s| s == "hot");
+    let head = !hot && args.get(4).is_none_or(|s| s != "nohead");
     let (d, i, v) = (576, 1536, 49152);
     let mut layers: Vec<(QuantRows, Vec<f32>)> = Vec::new();
     for l in 0..30 {
@@ -48,22 +54,40 @@ fn main() {
         layers.push(rows(QuantKind::Q4_1, 2 * i, d));
         layers.push(rows(QuantKind::Q4_1, d, i));
     }
-    if !hot {
+    if head {
         layers.push(rows(QuantKind::Q8_0, v, d));
     }
     let x: Vec<f32> = (0..m * i)
         .map(|j| ((j % 97) as f32 - 48.0) / 97.0)
         .collect();
+    let device = Default::default();
+    let gemm_weights: Vec<Tensor<FlexBackend, 2>> = if mode == "gemm" {
+        layers
+            .iter()
+            .map(|(q, f)| {
+                let data = TensorData::new(f.clone(), [q.rows(), q.cols()]);
+                Tensor::from_data(data, &device)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut times = Vec::new();
     let mut sink = 0f32;
     for _ in 0..reps {
         let t0 = Instant::now();
-        for (q, f) in &layers {
+        for (l, (q, f)) in layers.iter().enumerate() {
             let k = q.cols();
-            let y = if f32_path {
-                small_matmul_t(&x[..m * k], m, k, f, q.rows())
-            } else {
-                small_matmul_q(&x[..m * k], m, q).expect("this CPU lacks the AVX-512 kernel")
+            let y = match mode {
+                "f32" => small_matmul_t(&x[..m * k], m, k, f, q.rows()),
+                "panel" => matmul_q(&x[..m * k], m, q).expect("this CPU lacks the AVX-512 kernel"),
+                "gemm" => {
+                    let data = TensorData::new(x[..m * k].to_vec(), [m, k]);
+                    let xt = Tensor::<FlexBackend, 2>::from_data(data, &device);
+                    let y = xt.matmul(gemm_weights[l].clone().transpose());
+                    y.into_data().to_vec::<f32>().expect("f32")
+                }
+                _ => small_matmul_q(&x[..m * k], m, q).expect("this CPU lacks the AVX-512 kernel"),
             };
             sink += y[0];
         }
@@ -73,7 +97,7 @@ fn main() {
     println!(
         "rows {m} threads {} {}: min {:.2} ms, median {:.2} ms ({sink})",
         rayon::current_num_threads(),
-        if f32_path { "f32" } else { "quant" },
+        mode,
         times[0],
         times[times.len() / 2]
     );

@@ -1,10 +1,11 @@
 //! One decoder block: RMSNorm, grouped-query attention with RoPE, SwiGLU MLP.
 
-use burn::tensor::{activation, backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{activation, backend::Backend, Int, Tensor};
 
 use crate::config::LlamaConfig;
 use crate::cpu::{self, HostF32};
 use crate::error::Result;
+pub use crate::linear::Linear;
 use crate::rope;
 use crate::weights::{load_tensor, TensorSource};
 
@@ -39,151 +40,6 @@ impl<B: Backend> RmsNorm<B> {
         // A true division: burn-ndarray's SIMD `recip` is an approximation (about 1e-5 relative)
         // used for some elements and not others, which broke padding invariance.
         x / (var + self.eps).sqrt() * self.weight.clone().unsqueeze::<3>()
-    }
-}
-
-/// A bias-free linear map.
-///
-/// On the `flex` CPU backend the weight keeps Hugging Face's `[out, in]` layout: products of a few
-/// rows (decoding) stream it with [`cpu::small_matmul_t`], larger ones hand `gemm` its transposed
-/// view (`gemm` packs it either way). On other backends it is stored as `[in, out]`, so that
-/// `x @ w` needs no transposed view (burn-ndarray would copy one in every product).
-#[derive(Debug, Clone)]
-pub struct Linear<B: Backend> {
-    weight: Tensor<B, 2>,
-    /// The `[out, in]` weight's storage on `flex` (shared with `weight`, not a copy).
-    host: Option<HostF32>,
-    /// The same weight in its GGUF blocks, on `flex` when the file had them quantized: the
-    /// small-batch product reads these (bit-identical results, a fraction of the bytes).
-    quant: Option<cpu::QuantRows>,
-    d_out: usize,
-}
-
-impl<B: Backend> Linear<B> {
-    /// Loads HF `[out, in]` weights named `names` and stacks them along the output dimension, so
-    /// that q/k/v (or gate/up) become one matrix product.
-    pub fn load_fused(
-        w: &dyn TensorSource,
-        names: &[(String, usize)],
-        d_in: usize,
-        device: &B::Device,
-    ) -> Result<Self> {
-        let d_out: usize = names.iter().map(|(_, o)| o).sum();
-        let mut data = Vec::with_capacity(d_in * d_out);
-        for (name, out) in names {
-            data.extend_from_slice(&w.read_f32(name, &[*out, d_in])?);
-        }
-        let linear = Self::from_out_in(data, d_out, d_in, device);
-        if linear.host.is_none() {
-            // Only the flex kernels read blocks: do not read them for nothing.
-            return Ok(linear);
-        }
-        let mut parts = Vec::with_capacity(names.len());
-        for (name, out) in names {
-            match w.read_quantized(name, &[*out, d_in])? {
-                Some(q) => parts.push(q),
-                None => return Ok(linear),
-            }
-        }
-        Ok(linear.with_quantized(cpu::QuantRows::concat(&parts)))
-    }
-
-    /// Lets the small-batch product read `quant`, the same `[out, in]` weight in GGUF blocks
-    /// (on `flex` only; elsewhere, or with another shape, the map is unchanged).
-    pub fn with_quantized(mut self, quant: Option<cpu::QuantRows>) -> Self {
-        if self.host.is_some() {
-            let [d_out, d_in] = self.weight.dims();
-            self.quant = quant.filter(|q| q.rows() == d_out && q.cols() == d_in);
-        }
-        self
-    }
-
-    /// Builds the map from HF-layout `[out, in]` values.
-    pub fn from_out_in(values: Vec<f32>, d_out: usize, d_in: usize, device: &B::Device) -> Self {
-        if cpu::is_flex::<B>() {
-            return Self::from_out_in_tensor(Tensor::from_data(
-                TensorData::new(values, [d_out, d_in]),
-                device,
-            ));
-        }
-        let mut data = vec![0f32; d_in * d_out];
-        transpose_into(&mut data, d_out, 0, &values, d_in);
-        Self {
-            weight: Tensor::from_data(TensorData::new(data, [d_in, d_out]), device),
-            host: None,
-            quant: None,
-            d_out,
-        }
-    }
-
-    /// The map whose `[out, in]` weight is `weight` (a tied LM head is the token embedding): on
-    /// `flex` it shares the tensor's storage; elsewhere the transposed weight is a new tensor.
-    pub fn from_out_in_tensor(weight: Tensor<B, 2>) -> Self {
-        let [d_out, d_in] = weight.dims();
-        match HostF32::of(&weight) {
-            Some(host) => Self {
-                weight,
-                host: Some(host),
-                quant: None,
-                d_out,
-            },
-            None => {
-                let device = weight.device();
-                let values = weight.into_data().convert::<f32>();
-                let values = values.as_slice::<f32>().expect("f32 weights");
-                let mut data = vec![0f32; d_in * d_out];
-                transpose_into(&mut data, d_out, 0, values, d_in);
-                Self {
-                    weight: Tensor::from_data(TensorData::new(data, [d_in, d_out]), &device),
-                    host: None,
-                    quant: None,
-                    d_out,
-                }
-            }
-        }
-    }
-
-    /// `x @ w` over `[batch, seq, in]`.
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [b, t, d] = x.dims();
-        let (m, out) = (b * t, self.d_out);
-        match &self.host {
-            Some(w) if m <= cpu::SMALL_ROWS => {
-                let device = x.device();
-                let product = |x: &[f32]| {
-                    self.quant
-                        .as_ref()
-                        .and_then(|q| cpu::small_matmul_q(x, m, q))
-                        .unwrap_or_else(|| cpu::small_matmul_t(x, m, d, w.values(), out))
-                };
-                let y = match HostF32::of(&x) {
-                    Some(x) => product(x.values()),
-                    None => {
-                        let x = x.into_data().convert::<f32>();
-                        product(x.as_slice::<f32>().expect("f32 activations"))
-                    }
-                };
-                cpu::tensor(y, [b, t, out], &device)
-            }
-            Some(_) => x
-                .reshape([m, d])
-                .matmul(self.weight.clone().transpose())
-                .reshape([b, t, out]),
-            None => x
-                .reshape([m, d])
-                .matmul(self.weight.clone())
-                .reshape([b, t, out]),
-        }
-    }
-}
-
-/// Writes `src` (`[rows, d_in]`, HF `[out, in]`) transposed into columns `col..col + rows` of
-/// `dst` (`[d_in, d_out]`).
-fn transpose_into(dst: &mut [f32], d_out: usize, col: usize, src: &[f32], d_in: usize) {
-    for (o, row) in src.chunks_exact(d_in).enumerate() {
-        for (i, v) in row.iter().enumerate() {
-            dst[i * d_out + col + o] = *v;
-        }
     }
 }
 

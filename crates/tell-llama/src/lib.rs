@@ -11,6 +11,7 @@ pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod inspect;
+pub mod linear;
 pub mod model;
 pub mod rope;
 pub mod site;

@@ -49,10 +49,7 @@ pub fn small_matmul_q(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
     let (k, n) = (w.cols(), w.rows());
     assert_eq!(x.len(), m * k, "small_matmul_q: x is not [m, k]");
     #[cfg(target_arch = "x86_64")]
-    if matches!(Kernel::detect(), Kernel::Avx512)
-        && std::arch::is_x86_feature_detected!("avx512vl")
-        && std::arch::is_x86_feature_detected!("f16c")
-    {
+    if super::quant_kernels() {
         let mut out_t = vec![0f32; n * m];
         if m == 0 || n == 0 || k == 0 {
             return Some(out_t);

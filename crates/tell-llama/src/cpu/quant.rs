@@ -127,7 +127,7 @@ pub(super) mod x86 {
     /// `p` must point to one whole block of `kind`.
     #[target_feature(enable = "avx512f,f16c")]
     #[inline]
-    unsafe fn halves(kind: QuantKind, p: *const u8) -> (__m512, __m512) {
+    pub(in crate::cpu) unsafe fn halves(kind: QuantKind, p: *const u8) -> (__m512, __m512) {
         // SAFETY: the caller's block is 20 (Q4_1) or 34 (Q8_0) bytes.
         unsafe {
             match kind {
@@ -214,26 +214,31 @@ pub(super) mod x86 {
     }
 }
 
+/// `n` blocks of `kind` with every nibble / byte value and scales of both signs and magnitudes
+/// (for tests).
+#[cfg(test)]
+pub(crate) fn test_blocks(kind: QuantKind, n: usize) -> Vec<u8> {
+    use half::f16;
+    let mut v = Vec::new();
+    for i in 0..n {
+        let d = f16::from_f32(0.013 * (i as f32 + 1.0) * if i % 2 == 0 { 1.0 } else { -1.0 });
+        v.extend_from_slice(&d.to_bits().to_le_bytes());
+        if kind == QuantKind::Q4_1 {
+            let m = f16::from_f32(-0.21 + 0.07 * i as f32);
+            v.extend_from_slice(&m.to_bits().to_le_bytes());
+        }
+        let len = kind.block_bytes() - v.len() % kind.block_bytes();
+        v.extend((0..len).map(|j| (j * 37 + i * 11) as u8));
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
-    use half::f16;
-
     use super::*;
 
-    /// Blocks with every nibble / byte value and scales of both signs and magnitudes.
     fn blocks(kind: QuantKind, n: usize) -> Vec<u8> {
-        let mut v = Vec::new();
-        for i in 0..n {
-            let d = f16::from_f32(0.013 * (i as f32 + 1.0) * if i % 2 == 0 { 1.0 } else { -1.0 });
-            v.extend_from_slice(&d.to_bits().to_le_bytes());
-            if kind == QuantKind::Q4_1 {
-                let m = f16::from_f32(-0.21 + 0.07 * i as f32);
-                v.extend_from_slice(&m.to_bits().to_le_bytes());
-            }
-            let len = kind.block_bytes() - v.len() % kind.block_bytes();
-            v.extend((0..len).map(|j| (j * 37 + i * 11) as u8));
-        }
-        v
+        test_blocks(kind, n)
     }
 
     #[test]

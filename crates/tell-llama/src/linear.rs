@@ -1,0 +1,285 @@
+//! A bias-free linear map, its weight held in the form each backend multiplies fastest.
+
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+
+use crate::cpu::{self, HostF32};
+use crate::error::Result;
+use crate::weights::TensorSource;
+
+/// A bias-free linear map.
+#[derive(Debug, Clone)]
+pub struct Linear<B: Backend> {
+    weight: Weight<B>,
+    d_out: usize,
+}
+
+/// How a [`Linear`] holds its weight.
+#[derive(Debug, Clone)]
+enum Weight<B: Backend> {
+    /// On `flex`: Hugging Face's `[out, in]` layout. Products of a few rows (decoding) stream it
+    /// with [`cpu::small_matmul_t`] through `host` (its storage, shared, not a copy); larger ones
+    /// hand `gemm` its transposed view (`gemm` packs it either way).
+    Host { weight: Tensor<B, 2>, host: HostF32 },
+    /// On other backends: `[in, out]`, so that `x @ w` needs no transposed view (burn-ndarray
+    /// would copy one in every product).
+    Device(Tensor<B, 2>),
+    /// On `flex` with the quantized kernels (AVX-512), for a GGUF weight stored as Q4_1 or Q8_0:
+    /// the blocks alone, read by [`cpu::small_matmul_q`] and [`cpu::matmul_q`] with results
+    /// bit-identical to the f32 kernel on the dequantized weight, at the file's size in memory
+    /// instead of four bytes per value.
+    Quant(cpu::QuantRows),
+}
+
+impl<B: Backend> Linear<B> {
+    /// Loads HF `[out, in]` weights named `names` and stacks them along the output dimension, so
+    /// that q/k/v (or gate/up) become one matrix product.
+    pub fn load_fused(
+        w: &dyn TensorSource,
+        names: &[(String, usize)],
+        d_in: usize,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let d_out: usize = names.iter().map(|(_, o)| o).sum();
+        if cpu::is_flex::<B>() && cpu::quant_kernels() {
+            let mut parts = Vec::with_capacity(names.len());
+            for (name, out) in names {
+                match w.read_quantized(name, &[*out, d_in])? {
+                    Some(q) => parts.push(q),
+                    None => break,
+                }
+            }
+            // Every part in blocks of one kind (files mixing types keep f32 for the product).
+            if parts.len() == names.len() {
+                if let Some(q) = cpu::QuantRows::concat(&parts) {
+                    if (q.rows(), q.cols()) == (d_out, d_in) {
+                        return Ok(Self {
+                            weight: Weight::Quant(q),
+                            d_out,
+                        });
+                    }
+                }
+            }
+        }
+        let mut data = Vec::with_capacity(d_in * d_out);
+        for (name, out) in names {
+            data.extend_from_slice(&w.read_f32(name, &[*out, d_in])?);
+        }
+        Ok(Self::from_out_in(data, d_out, d_in, device))
+    }
+
+    /// The same map with its weight replaced by `quant`, the same `[out, in]` values in GGUF
+    /// blocks, where the quantized kernels run (`flex`, AVX-512); otherwise, or with another
+    /// shape, the map is unchanged.
+    pub fn with_quantized(self, quant: Option<cpu::QuantRows>) -> Self {
+        let Weight::Host { weight, .. } = &self.weight else {
+            return self;
+        };
+        let [d_out, d_in] = weight.dims();
+        match quant {
+            Some(q) if cpu::quant_kernels() && (q.rows(), q.cols()) == (d_out, d_in) => Self {
+                weight: Weight::Quant(q),
+                d_out,
+            },
+            _ => self,
+        }
+    }
+
+    /// Builds the map from HF-layout `[out, in]` values.
+    pub fn from_out_in(values: Vec<f32>, d_out: usize, d_in: usize, device: &B::Device) -> Self {
+        if cpu::is_flex::<B>() {
+            return Self::from_out_in_tensor(Tensor::from_data(
+                TensorData::new(values, [d_out, d_in]),
+                device,
+            ));
+        }
+        let mut data = vec![0f32; d_in * d_out];
+        transpose_into(&mut data, d_out, &values, d_in);
+        Self {
+            weight: Weight::Device(Tensor::from_data(
+                TensorData::new(data, [d_in, d_out]),
+                device,
+            )),
+            d_out,
+        }
+    }
+
+    /// The map whose `[out, in]` weight is `weight` (a tied LM head is the token embedding): on
+    /// `flex` it shares the tensor's storage; elsewhere the transposed weight is a new tensor.
+    pub fn from_out_in_tensor(weight: Tensor<B, 2>) -> Self {
+        let [d_out, d_in] = weight.dims();
+        if let Some(host) = HostF32::of(&weight) {
+            return Self {
+                weight: Weight::Host { weight, host },
+                d_out,
+            };
+        }
+        let device = weight.device();
+        let values = weight.into_data().convert::<f32>();
+        let values = values.as_slice::<f32>().expect("f32 weights");
+        let mut data = vec![0f32; d_in * d_out];
+        transpose_into(&mut data, d_out, values, d_in);
+        Self {
+            weight: Weight::Device(Tensor::from_data(
+                TensorData::new(data, [d_in, d_out]),
+                &device,
+            )),
+            d_out,
+        }
+    }
+
+    /// Whether the weight is held as quantized blocks (no f32 copy).
+    pub fn is_quantized(&self) -> bool {
+        matches!(self.weight, Weight::Quant(_))
+    }
+
+    /// `x @ w` over `[batch, seq, in]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, t, d] = x.dims();
+        let (m, out) = (b * t, self.d_out);
+        // The product on the host values of `x`, as a `[b, t, out]` tensor.
+        let on_host = |x: Tensor<B, 3>, product: &dyn Fn(&[f32]) -> Vec<f32>| {
+            let device = x.device();
+            let y = match HostF32::of(&x) {
+                Some(x) => product(x.values()),
+                None => {
+                    let x = x.into_data().convert::<f32>();
+                    product(x.as_slice::<f32>().expect("f32 activations"))
+                }
+            };
+            cpu::tensor(y, [b, t, out], &device)
+        };
+        match &self.weight {
+            Weight::Quant(q) => on_host(x, &|x| {
+                let y = if m <= cpu::QUANT_SMALL_ROWS {
+                    cpu::small_matmul_q(x, m, q)
+                } else {
+                    cpu::matmul_q(x, m, q)
+                };
+                y.expect("quantized weights are kept only where their kernels run")
+            }),
+            Weight::Host { host, .. } if m <= cpu::SMALL_ROWS => {
+                on_host(x, &|x| cpu::small_matmul_t(x, m, d, host.values(), out))
+            }
+            Weight::Host { weight, .. } => x
+                .reshape([m, d])
+                .matmul(weight.clone().transpose())
+                .reshape([b, t, out]),
+            Weight::Device(weight) => x
+                .reshape([m, d])
+                .matmul(weight.clone())
+                .reshape([b, t, out]),
+        }
+    }
+}
+
+/// Writes `src` (`[d_out, d_in]`, HF `[out, in]`) transposed into `dst` (`[d_in, d_out]`).
+fn transpose_into(dst: &mut [f32], d_out: usize, src: &[f32], d_in: usize) {
+    for (o, row) in src.chunks_exact(d_in).enumerate() {
+        for (i, v) in row.iter().enumerate() {
+            dst[i * d_out + o] = *v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::cpu::{test_blocks, QuantKind, QuantRows};
+    use crate::error::Error;
+    use crate::weights::TensorMeta;
+
+    type F = burn_flex::Flex;
+
+    /// Tensors in memory: every one as f32, some also as Q4_1 blocks of the same values.
+    struct Source {
+        values: HashMap<String, Vec<f32>>,
+        blocks: HashMap<String, QuantRows>,
+    }
+
+    impl Source {
+        fn new(parts: &[(&str, usize, bool)], k: usize) -> Self {
+            let (mut values, mut blocks) = (HashMap::new(), HashMap::new());
+            for &(name, rows, quantized) in parts {
+                let bytes = test_blocks(QuantKind::Q4_1, rows * k / 32);
+                let f =
+                    tell_gguf::dequantize(QuantKind::Q4_1.dtype(), &bytes, (rows * k) as u64, name)
+                        .unwrap();
+                values.insert(name.to_string(), f);
+                if quantized {
+                    let q = QuantRows::new(QuantKind::Q4_1, rows, k, bytes).unwrap();
+                    blocks.insert(name.to_string(), q);
+                }
+            }
+            Self { values, blocks }
+        }
+    }
+
+    impl TensorSource for Source {
+        fn read_f32(&self, name: &str, _shape: &[usize]) -> Result<Vec<f32>> {
+            self.values
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Error::Input(format!("no tensor {name}")))
+        }
+        fn read_quantized(&self, name: &str, _shape: &[usize]) -> Result<Option<QuantRows>> {
+            Ok(self.blocks.get(name).cloned())
+        }
+        fn describe(&self) -> Vec<(String, TensorMeta)> {
+            Vec::new()
+        }
+        fn files(&self) -> Vec<PathBuf> {
+            Vec::new()
+        }
+    }
+
+    fn forward(linear: &Linear<F>, b: usize, t: usize, k: usize) -> Vec<f32> {
+        let x = crate::cpu::tests::values(b * t * k, 12);
+        let x = Tensor::<F, 3>::from_data(TensorData::new(x, [b, t, k]), &Default::default());
+        linear.forward(x).into_data().to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn blocks_replace_the_f32_weight_with_the_same_results() {
+        let k = 64;
+        let names = [("a".to_string(), 40), ("b".to_string(), 24)];
+        let device = Default::default();
+        let both = Source::new(&[("a", 40, true), ("b", 24, true)], k);
+        let quant = Linear::<F>::load_fused(&both, &names, k, &device).unwrap();
+        // One part without blocks: the whole map keeps f32.
+        let mixed = Source::new(&[("a", 40, true), ("b", 24, false)], k);
+        let f32s = Linear::<F>::load_fused(&mixed, &names, k, &device).unwrap();
+        assert!(!f32s.is_quantized());
+        if !cpu::quant_kernels() {
+            assert!(!quant.is_quantized(), "no kernels, no blocks");
+            return;
+        }
+        assert!(quant.is_quantized());
+        // Decoding-sized and panel-sized products: the bits of the f32 kernel.
+        for (b, t) in [(1, 1), (1, 3), (2, 10)] {
+            assert_eq!(
+                forward(&quant, b, t, k),
+                forward(&f32s, b, t, k),
+                "{b} x {t}"
+            );
+        }
+        // Past `SMALL_ROWS` the f32 map hands the product to `gemm`, which sums in its own order.
+        let (q, f) = (forward(&quant, 4, 20, k), forward(&f32s, 4, 20, k));
+        for (x, y) in q.iter().zip(&f) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+        // A tied head: blocks of the right shape replace the embedding's storage, others do not.
+        let embed =
+            Tensor::<F, 2>::from_data(TensorData::new(both.values["a"].clone(), [40, k]), &device);
+        let head = Linear::from_out_in_tensor(embed.clone());
+        assert!(head
+            .clone()
+            .with_quantized(both.blocks.get("a").cloned())
+            .is_quantized());
+        assert!(!head
+            .with_quantized(both.blocks.get("b").cloned())
+            .is_quantized());
+    }
+}
