@@ -98,8 +98,7 @@ impl<B: Backend> Llama<B> {
             Linear::from_out_in_tensor(embed.clone())
                 .with_quantized(w.read_quantized("model.embed_tokens.weight", &[v, d])?)
         } else {
-            Linear::from_out_in(w.read_f32("lm_head.weight", &[v, d])?, v, d, device)
-                .with_quantized(w.read_quantized("lm_head.weight", &[v, d])?)
+            Linear::load_fused(w, &[("lm_head.weight".to_string(), v)], d, device)?
         };
         let blocks = (0..config.num_layers)
             .map(|l| Block::load(w, l, &config, device))
