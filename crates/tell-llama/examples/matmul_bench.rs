@@ -13,18 +13,22 @@ use tell_llama::FlexBackend;
 
 /// Rows of valid blocks: f16 scales near 0.01, arbitrary nibbles / bytes.
 fn rows(kind: QuantKind, n: usize, k: usize) -> (QuantRows, Vec<f32>) {
-    let (bb, nb) = match kind {
-        QuantKind::Q4_1 => (20, n * k / 32),
-        QuantKind::Q8_0 => (34, n * k / 32),
-    };
+    let (per_block, bb) = kind.dtype().block_geometry();
+    let nb = n * k / per_block;
     let mut data = Vec::with_capacity(nb * bb);
     for b in 0..nb {
-        data.extend_from_slice(&0x2100u16.to_le_bytes());
-        if kind == QuantKind::Q4_1 {
-            data.extend_from_slice(&0xA100u16.to_le_bytes());
+        let start = data.len();
+        data.extend((0..bb).map(|j| (j * 37 + b * 11) as u8));
+        let block = &mut data[start..];
+        // Where each type keeps its f16 scale (and minimum).
+        let scales: &[usize] = match kind {
+            QuantKind::Q4_1 | QuantKind::Q4_K => &[0, 2],
+            QuantKind::Q8_0 => &[0],
+            QuantKind::Q6_K => &[208],
+        };
+        for &at in scales {
+            block[at..at + 2].copy_from_slice(&0x2100u16.to_le_bytes());
         }
-        let rest = bb - data.len() % bb;
-        data.extend((0..rest).map(|j| (j * 37 + b * 11) as u8));
     }
     let q = QuantRows::new(kind, n, k, data).expect("blocks");
     let f = vec![0.01f32; n * k];

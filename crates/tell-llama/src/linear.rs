@@ -23,11 +23,12 @@ enum Weight<B: Backend> {
     /// On other backends: `[in, out]`, so that `x @ w` needs no transposed view (burn-ndarray
     /// would copy one in every product).
     Device(Tensor<B, 2>),
-    /// On `flex` with the quantized kernels (AVX-512), for a GGUF weight stored as Q4_1 or Q8_0:
-    /// the blocks alone, read by [`cpu::small_matmul_q`] and [`cpu::matmul_q`] with results
-    /// bit-identical to the f32 kernel on the dequantized weight, at the file's size in memory
-    /// instead of four bytes per value.
-    Quant(cpu::QuantRows),
+    /// On `flex` with the quantized kernels (AVX-512), for a GGUF weight stored as Q4_1, Q8_0,
+    /// Q4_K or Q6_K: the blocks alone, read by [`cpu::small_matmul_q`] and [`cpu::matmul_q`] with
+    /// results bit-identical to the f32 kernel on the dequantized weight, at the file's size in
+    /// memory instead of four bytes per value. Stacked parts of different types (K-quant files
+    /// store v or down in Q6_K beside Q4_K) stay separate products whose columns are joined.
+    Quant(Vec<cpu::QuantRows>),
 }
 
 impl<B: Backend> Linear<B> {
@@ -48,12 +49,22 @@ impl<B: Backend> Linear<B> {
                     None => break,
                 }
             }
-            // Every part in blocks of one kind (files mixing types keep f32 for the product).
             if parts.len() == names.len() {
-                if let Some(q) = cpu::QuantRows::concat(&parts) {
-                    if (q.rows(), q.cols()) == (d_out, d_in) {
+                // Neighbouring parts of one type become one product.
+                let mut groups: Vec<Vec<cpu::QuantRows>> = Vec::new();
+                for q in parts {
+                    match groups.last_mut() {
+                        Some(g) if g[0].kind() == q.kind() => g.push(q),
+                        _ => groups.push(vec![q]),
+                    }
+                }
+                let joined: Option<Vec<_>> =
+                    groups.iter().map(|g| cpu::QuantRows::concat(g)).collect();
+                if let Some(joined) = joined {
+                    let rows: usize = joined.iter().map(|q| q.rows()).sum();
+                    if rows == d_out && joined.iter().all(|q| q.cols() == d_in) {
                         return Ok(Self {
-                            weight: Weight::Quant(q),
+                            weight: Weight::Quant(joined),
                             d_out,
                         });
                     }
@@ -77,7 +88,7 @@ impl<B: Backend> Linear<B> {
         let [d_out, d_in] = weight.dims();
         match quant {
             Some(q) if cpu::quant_kernels() && (q.rows(), q.cols()) == (d_out, d_in) => Self {
-                weight: Weight::Quant(q),
+                weight: Weight::Quant(vec![q]),
                 d_out,
             },
             _ => self,
@@ -149,13 +160,29 @@ impl<B: Backend> Linear<B> {
             cpu::tensor(y, [b, t, out], &device)
         };
         match &self.weight {
-            Weight::Quant(q) => on_host(x, &|x| {
-                let y = if m <= cpu::QUANT_SMALL_ROWS {
-                    cpu::small_matmul_q(x, m, q)
-                } else {
-                    cpu::matmul_q(x, m, q)
+            Weight::Quant(parts) => on_host(x, &|x| {
+                let product = |q: &cpu::QuantRows| {
+                    let y = if m <= cpu::QUANT_SMALL_ROWS {
+                        cpu::small_matmul_q(x, m, q)
+                    } else {
+                        cpu::matmul_q(x, m, q)
+                    };
+                    y.expect("quantized weights are kept only where their kernels run")
                 };
-                y.expect("quantized weights are kept only where their kernels run")
+                if let [q] = parts.as_slice() {
+                    return product(q);
+                }
+                // Each part's `[m, rows]` into its columns of `[m, out]`.
+                let mut y = vec![0f32; m * out];
+                let mut col = 0;
+                for q in parts {
+                    let part = product(q);
+                    for (dst, src) in y.chunks_exact_mut(out).zip(part.chunks_exact(q.rows())) {
+                        dst[col..col + q.rows()].copy_from_slice(src);
+                    }
+                    col += q.rows();
+                }
+                y
             }),
             Weight::Host { host, .. } if m <= cpu::SMALL_ROWS => {
                 on_host(x, &|x| cpu::small_matmul_t(x, m, d, host.values(), out))
@@ -193,23 +220,23 @@ mod tests {
 
     type F = burn_flex::Flex;
 
-    /// Tensors in memory: every one as f32, some also as Q4_1 blocks of the same values.
+    /// Tensors in memory: every one as f32, some also as blocks of the same values.
     struct Source {
         values: HashMap<String, Vec<f32>>,
         blocks: HashMap<String, QuantRows>,
     }
 
     impl Source {
-        fn new(parts: &[(&str, usize, bool)], k: usize) -> Self {
+        /// Parts `(name, rows, kind, with blocks)`, `k` values per row.
+        fn new(parts: &[(&str, usize, QuantKind, bool)], k: usize) -> Self {
             let (mut values, mut blocks) = (HashMap::new(), HashMap::new());
-            for &(name, rows, quantized) in parts {
-                let bytes = test_blocks(QuantKind::Q4_1, rows * k / 32);
-                let f =
-                    tell_gguf::dequantize(QuantKind::Q4_1.dtype(), &bytes, (rows * k) as u64, name)
-                        .unwrap();
-                values.insert(name.to_string(), f);
+            for &(name, rows, kind, quantized) in parts {
+                let n = rows * k / kind.dtype().block_geometry().0;
+                let bytes = test_blocks(kind, n);
+                let f = tell_gguf::dequantize(kind.dtype(), &bytes, (rows * k) as u64, name);
+                values.insert(name.to_string(), f.unwrap());
                 if quantized {
-                    let q = QuantRows::new(QuantKind::Q4_1, rows, k, bytes).unwrap();
+                    let q = QuantRows::new(kind, rows, k, bytes).unwrap();
                     blocks.insert(name.to_string(), q);
                 }
             }
@@ -243,33 +270,48 @@ mod tests {
 
     #[test]
     fn blocks_replace_the_f32_weight_with_the_same_results() {
-        let k = 64;
-        let names = [("a".to_string(), 40), ("b".to_string(), 24)];
+        use QuantKind::{Q4_1, Q4_K, Q6_K};
+        let names = [
+            ("a".to_string(), 40),
+            ("b".to_string(), 24),
+            ("c".to_string(), 8),
+        ];
         let device = Default::default();
-        let both = Source::new(&[("a", 40, true), ("b", 24, true)], k);
-        let quant = Linear::<F>::load_fused(&both, &names, k, &device).unwrap();
-        // One part without blocks: the whole map keeps f32.
-        let mixed = Source::new(&[("a", 40, true), ("b", 24, false)], k);
-        let f32s = Linear::<F>::load_fused(&mixed, &names, k, &device).unwrap();
-        assert!(!f32s.is_quantized());
-        if !cpu::quant_kernels() {
-            assert!(!quant.is_quantized(), "no kernels, no blocks");
-            return;
+        // One type throughout, and a K-quant mix (q/k in Q4_K, v in Q6_K).
+        for (kinds, k) in [([Q4_1; 3], 64), ([Q4_K, Q4_K, Q6_K], 256)] {
+            let parts = |with: [bool; 3]| -> Vec<(&str, usize, QuantKind, bool)> {
+                (0..3)
+                    .map(|i| (["a", "b", "c"][i], names[i].1, kinds[i], with[i]))
+                    .collect()
+            };
+            let all = Source::new(&parts([true; 3]), k);
+            let quant = Linear::<F>::load_fused(&all, &names, k, &device).unwrap();
+            // One part without blocks: the whole map keeps f32.
+            let some = Source::new(&parts([true, true, false]), k);
+            let f32s = Linear::<F>::load_fused(&some, &names, k, &device).unwrap();
+            assert!(!f32s.is_quantized());
+            if !cpu::quant_kernels() {
+                assert!(!quant.is_quantized(), "no kernels, no blocks");
+                return;
+            }
+            assert!(quant.is_quantized());
+            // Decoding-sized and panel-sized products: the bits of the f32 kernel.
+            for (b, t) in [(1, 1), (1, 3), (2, 10)] {
+                assert_eq!(
+                    forward(&quant, b, t, k),
+                    forward(&f32s, b, t, k),
+                    "{b} x {t}"
+                );
+            }
+            // Past `SMALL_ROWS` the f32 map hands the product to `gemm`, which sums in its own
+            // order.
+            let (q, f) = (forward(&quant, 4, 20, k), forward(&f32s, 4, 20, k));
+            for (x, y) in q.iter().zip(&f) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+            }
         }
-        assert!(quant.is_quantized());
-        // Decoding-sized and panel-sized products: the bits of the f32 kernel.
-        for (b, t) in [(1, 1), (1, 3), (2, 10)] {
-            assert_eq!(
-                forward(&quant, b, t, k),
-                forward(&f32s, b, t, k),
-                "{b} x {t}"
-            );
-        }
-        // Past `SMALL_ROWS` the f32 map hands the product to `gemm`, which sums in its own order.
-        let (q, f) = (forward(&quant, 4, 20, k), forward(&f32s, 4, 20, k));
-        for (x, y) in q.iter().zip(&f) {
-            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
-        }
+        let k = 64;
+        let both = Source::new(&[("a", 40, Q4_1, true), ("b", 24, Q4_1, true)], k);
         // A tied head: blocks of the right shape replace the embedding's storage, others do not.
         let embed =
             Tensor::<F, 2>::from_data(TensorData::new(both.values["a"].clone(), [40, k]), &device);

@@ -71,14 +71,13 @@ mod x86 {
         (out, n, col): (*mut f32, usize, usize),
     ) {
         let rows = w.len() / row_bytes;
-        let block_bytes = row_bytes / (k / BLOCK);
         assert!(k.is_multiple_of(BLOCK) && x.len() == m * k && col + rows <= n);
         let mut buf = vec![0f32; rows * k];
         for (row, values) in w.chunks_exact(row_bytes).zip(buf.chunks_exact_mut(k)) {
             for (b, v) in values.chunks_exact_mut(BLOCK).enumerate() {
-                // SAFETY: block `b` of the row is whole; `v` holds 32 values.
+                // SAFETY: the row is whole (`k` values); `v` holds 32 values.
                 unsafe {
-                    let (lo, hi) = halves(kind, row.as_ptr().add(b * block_bytes));
+                    let (lo, hi) = halves(kind, row.as_ptr(), b);
                     _mm512_storeu_ps(v.as_mut_ptr(), lo);
                     _mm512_storeu_ps(v.as_mut_ptr().add(16), hi);
                 }
@@ -183,9 +182,15 @@ mod tests {
     fn panels_give_the_bits_of_the_f32_kernel_and_of_decoding() {
         // 70 weight rows: two whole panels and a short one with an odd row; row counts that
         // take every group size (8, 4, 2, 1).
-        let (n, k) = (70, 96);
-        for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
-            let bytes = test_blocks(kind, n * k / 32);
+        let n = 70;
+        for kind in [
+            QuantKind::Q4_1,
+            QuantKind::Q8_0,
+            QuantKind::Q4_K,
+            QuantKind::Q6_K,
+        ] {
+            let k = kind.dtype().block_geometry().0 * 2;
+            let bytes = test_blocks(kind, n * k / kind.dtype().block_geometry().0);
             let w = QuantRows::new(kind, n, k, bytes.clone()).unwrap();
             let wf = tell_gguf::dequantize(kind.dtype(), &bytes, (n * k) as u64, "test").unwrap();
             for m in [1, 7, 15, 40] {

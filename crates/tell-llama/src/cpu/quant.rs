@@ -1,7 +1,8 @@
-//! Weights kept in their GGUF blocks (Q4_1, Q8_0) for the small-batch product: decoding is bound
-//! by the bytes of weight it streams per token, and a Q4_1 row is a sixth of its f32 row. Blocks
-//! are dequantized in registers to exactly the f32 values `tell-gguf` gives (same arithmetic, no
-//! fused multiply-add), so products are bit-identical to those on the dequantized weights.
+//! Weights kept in their GGUF blocks (Q4_1, Q8_0, Q4_K, Q6_K) for the products on the CPU: the
+//! weights stay at the file's size in memory, and decoding, bound by the bytes it streams per
+//! token, streams a sixth of an f32 row for Q4_1. Blocks are dequantized in registers to exactly
+//! the f32 values `tell-gguf` gives (same arithmetic, no fused multiply-add), so products are
+//! bit-identical to those on the dequantized weights.
 
 use std::sync::Arc;
 
@@ -9,14 +10,21 @@ use tell_gguf::GgmlType;
 
 /// The block types [`QuantRows`] holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)] // ggml's names
 pub enum QuantKind {
     /// f16 scale d, f16 minimum m, 32 nibbles: x = d * q + m.
     Q4_1,
     /// f16 scale d, 32 signed bytes: x = q * d.
     Q8_0,
+    /// Super-blocks of 256: f16 d and dmin, 6-bit scales and mins per 32 values, nibbles:
+    /// x = (d * sc) * q - (dmin * m).
+    Q4_K,
+    /// Super-blocks of 256: 6-bit values (nibbles and 2-bit highs), 8-bit scales per 16, f16 d:
+    /// x = (d * scale) * (q - 32).
+    Q6_K,
 }
 
-/// Values per block of either kind.
+/// Values the kernels dequantize at a time (a block, or a sub-block of a K-quant super-block).
 const BLOCK: usize = 32;
 
 impl QuantKind {
@@ -25,6 +33,8 @@ impl QuantKind {
         match dtype {
             GgmlType::Q4_1 => Some(Self::Q4_1),
             GgmlType::Q8_0 => Some(Self::Q8_0),
+            GgmlType::Q4_K => Some(Self::Q4_K),
+            GgmlType::Q6_K => Some(Self::Q6_K),
             _ => None,
         }
     }
@@ -34,12 +44,14 @@ impl QuantKind {
         match self {
             Self::Q4_1 => GgmlType::Q4_1,
             Self::Q8_0 => GgmlType::Q8_0,
+            Self::Q4_K => GgmlType::Q4_K,
+            Self::Q6_K => GgmlType::Q6_K,
         }
     }
 
-    /// Bytes per block (ggml's block geometry).
-    fn block_bytes(self) -> usize {
-        self.dtype().block_geometry().1
+    /// Values and bytes per block (ggml's block geometry; a K-quant block is a super-block).
+    fn geometry(self) -> (usize, usize) {
+        self.dtype().block_geometry()
     }
 }
 
@@ -53,10 +65,11 @@ pub struct QuantRows {
 }
 
 impl QuantRows {
-    /// Rows of `kind` blocks; `None` unless `data` is exactly `rows` rows of `cols / 32` blocks.
+    /// Rows of `kind` blocks; `None` unless `data` is exactly `rows` rows of whole blocks.
     pub fn new(kind: QuantKind, rows: usize, cols: usize, data: Vec<u8>) -> Option<Self> {
-        let ok = cols.is_multiple_of(BLOCK)
-            && rows.checked_mul(cols / BLOCK * kind.block_bytes()) == Some(data.len());
+        let (per_block, block_bytes) = kind.geometry();
+        let ok = cols.is_multiple_of(per_block)
+            && rows.checked_mul(cols / per_block * block_bytes) == Some(data.len());
         ok.then(|| Self {
             kind,
             rows,
@@ -98,7 +111,8 @@ impl QuantRows {
 
     /// Bytes per row.
     pub fn row_bytes(&self) -> usize {
-        self.cols / BLOCK * self.kind.block_bytes()
+        let (per_block, block_bytes) = self.kind.geometry();
+        self.cols / per_block * block_bytes
     }
 
     /// The rows' bytes, row-major.
@@ -120,41 +134,97 @@ pub(super) mod x86 {
 
     use super::{QuantKind, BLOCK};
 
-    /// Block `p`'s two halves (values 0..16 and 16..32) as `tell_gguf::dequantize_into` gives
-    /// them (mul then add, no FMA).
+    /// Values `32 b .. 32 b + 32` of the quantized row at `row`, as two halves of 16, exactly as
+    /// `tell_gguf::dequantize_into` gives them (mul then add or subtract, no FMA).
     ///
     /// # Safety
-    /// `p` must point to one whole block of `kind`.
+    /// `row` must point to a whole row of `kind` blocks holding at least `32 (b + 1)` values.
     #[target_feature(enable = "avx512f,f16c")]
     #[inline]
-    pub(in crate::cpu) unsafe fn halves(kind: QuantKind, p: *const u8) -> (__m512, __m512) {
-        // SAFETY: the caller's block is 20 (Q4_1) or 34 (Q8_0) bytes.
+    pub(in crate::cpu) unsafe fn halves(
+        kind: QuantKind,
+        row: *const u8,
+        b: usize,
+    ) -> (__m512, __m512) {
+        let f16_at = |p: *const u8| {
+            // SAFETY: the caller's block holds the f16 at `p`.
+            let bits = unsafe { (p as *const u16).read_unaligned() };
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+        };
+        // SAFETY: every address below is inside block `b`'s (super-)block of the caller's row.
         unsafe {
+            let low4 = _mm_set1_epi8(0x0F);
+            let nibbles = |p: *const u8, shift: i64| {
+                let q = _mm_loadu_si128(p as *const __m128i);
+                _mm_and_si128(_mm_srl_epi16(q, _mm_cvtsi64_si128(shift)), low4)
+            };
+            let float = |q: __m128i| _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q));
             match kind {
                 QuantKind::Q4_1 => {
-                    let head = (p as *const i32).read_unaligned();
-                    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(head));
-                    let d = _mm512_broadcastss_ps(dm);
-                    let m = _mm512_broadcastss_ps(_mm_movehdup_ps(dm));
-                    let qs = _mm_loadu_si128(p.add(4) as *const __m128i);
-                    let mask = _mm_set1_epi8(0x0F);
-                    let lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(qs, mask)));
-                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), mask);
-                    let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi));
+                    let p = row.add(b * 20);
+                    let (d, m) = (_mm512_set1_ps(f16_at(p)), _mm512_set1_ps(f16_at(p.add(2))));
+                    let (lo, hi) = (float(nibbles(p.add(4), 0)), float(nibbles(p.add(4), 4)));
                     (
                         _mm512_add_ps(_mm512_mul_ps(d, lo), m),
                         _mm512_add_ps(_mm512_mul_ps(d, hi), m),
                     )
                 }
                 QuantKind::Q8_0 => {
-                    let head = (p as *const u16).read_unaligned() as i32;
-                    let d = _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(head)));
+                    let p = row.add(b * 34);
+                    let d = _mm512_set1_ps(f16_at(p));
                     let lo = _mm_loadu_si128(p.add(2) as *const __m128i);
                     let hi = _mm_loadu_si128(p.add(18) as *const __m128i);
                     (
                         _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), d),
                         _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), d),
                     )
+                }
+                QuantKind::Q4_K => {
+                    // Sub-block j of the super-block: the low (even j) or high (odd j) nibbles of
+                    // bytes 32 (j / 2) .. + 32 of the 128 after the header.
+                    let (p, j) = (row.add(b / 8 * 144), b % 8);
+                    let s = std::slice::from_raw_parts(p.add(4), 12);
+                    let (sc, m) = if j < 4 {
+                        (s[j] & 63, s[j + 4] & 63)
+                    } else {
+                        (
+                            (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4),
+                            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
+                        )
+                    };
+                    let dl = _mm512_set1_ps(f16_at(p) * f32::from(sc));
+                    let ml = _mm512_set1_ps(f16_at(p.add(2)) * f32::from(m));
+                    let (qs, shift) = (p.add(16 + j / 2 * 32), 4 * (j % 2) as i64);
+                    let (lo, hi) = (float(nibbles(qs, shift)), float(nibbles(qs.add(16), shift)));
+                    (
+                        _mm512_sub_ps(_mm512_mul_ps(dl, lo), ml),
+                        _mm512_sub_ps(_mm512_mul_ps(dl, hi), ml),
+                    )
+                }
+                QuantKind::Q6_K => {
+                    // Values 32 j .. 32 j + 32 of the super-block: half h = j / 4 of 128, where
+                    // value r takes nibble r / 64 of ql[r % 64] and bits 2 (r / 32) of qh[r % 32];
+                    // each 16 values share a scale.
+                    let (p, j) = (row.add(b / 8 * 210), b % 8);
+                    let (h, r0) = (j / 4, (j % 4) * 32);
+                    let d = f16_at(p.add(208));
+                    let ql = p.add(h * 64 + r0 % 64);
+                    let qh = p.add(128 + h * 32);
+                    let (lshift, hshift) = (4 * (r0 / 64) as i64, 2 * (j % 4) as i64);
+                    let three = _mm_set1_epi8(0x03);
+                    let half = |k: usize| {
+                        let lo = nibbles(ql.add(16 * k), lshift);
+                        let q = _mm_loadu_si128(qh.add(16 * k) as *const __m128i);
+                        let hi = _mm_and_si128(_mm_srl_epi16(q, _mm_cvtsi64_si128(hshift)), three);
+                        let q = _mm_sub_epi8(
+                            _mm_or_si128(lo, _mm_slli_epi16::<4>(hi)),
+                            _mm_set1_epi8(32),
+                        );
+                        let scale = *(p.add(192 + (h * 128 + r0 + 16 * k) / 16) as *const i8);
+                        let dl = _mm512_set1_ps(d * f32::from(scale));
+                        _mm512_mul_ps(dl, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)))
+                    };
+                    (half(0), half(1))
                 }
             }
         }
@@ -177,10 +247,10 @@ pub(super) mod x86 {
         k: usize,
         w: [&[u8]; W],
     ) -> [[f32; R]; W] {
-        let bb = kind.block_bytes();
+        let (per_block, block_bytes) = kind.geometry();
         let blocks = k / BLOCK;
-        assert!(k.is_multiple_of(BLOCK) && x.len() >= R * k);
-        assert!(w.iter().all(|row| row.len() == blocks * bb));
+        assert!(k.is_multiple_of(per_block) && x.len() >= R * k);
+        assert!(w.iter().all(|row| row.len() == k / per_block * block_bytes));
         let xr: [*const f32; R] = std::array::from_fn(|r| x[r * k..].as_ptr());
         let wp: [*const u8; W] = w.map(|row| row.as_ptr());
         let mut acc = [[_mm512_setzero_ps(); R]; W];
@@ -190,7 +260,7 @@ pub(super) mod x86 {
             unsafe {
                 let mut wv = [(_mm512_setzero_ps(), _mm512_setzero_ps()); W];
                 for q in 0..W {
-                    wv[q] = halves(kind, wp[q].add(b * bb));
+                    wv[q] = halves(kind, wp[q], b);
                 }
                 for r in 0..R {
                     let lo = _mm512_loadu_ps(xr[r].add(b * BLOCK));
@@ -219,16 +289,28 @@ pub(super) mod x86 {
 #[cfg(test)]
 pub(crate) fn test_blocks(kind: QuantKind, n: usize) -> Vec<u8> {
     use half::f16;
-    let mut v = Vec::new();
+    let bytes = kind.geometry().1;
+    let mut v = Vec::with_capacity(n * bytes);
     for i in 0..n {
-        let d = f16::from_f32(0.013 * (i as f32 + 1.0) * if i % 2 == 0 { 1.0 } else { -1.0 });
-        v.extend_from_slice(&d.to_bits().to_le_bytes());
-        if kind == QuantKind::Q4_1 {
-            let m = f16::from_f32(-0.21 + 0.07 * i as f32);
-            v.extend_from_slice(&m.to_bits().to_le_bytes());
+        let start = v.len();
+        v.extend((0..bytes).map(|j| (j * 37 + i * 11) as u8));
+        let b = &mut v[start..];
+        let f16 = |x: f32| f16::from_f32(x).to_bits().to_le_bytes();
+        let d = 0.013 * (i as f32 + 1.0) * if i % 2 == 0 { 1.0 } else { -1.0 };
+        let m = -0.21 + 0.07 * i as f32;
+        // The f16 fields get finite values; every other byte stays arbitrary.
+        match kind {
+            QuantKind::Q4_1 => {
+                b[0..2].copy_from_slice(&f16(d));
+                b[2..4].copy_from_slice(&f16(m));
+            }
+            QuantKind::Q8_0 => b[0..2].copy_from_slice(&f16(d)),
+            QuantKind::Q4_K => {
+                b[0..2].copy_from_slice(&f16(d * 0.1));
+                b[2..4].copy_from_slice(&f16(m * 0.1));
+            }
+            QuantKind::Q6_K => b[208..210].copy_from_slice(&f16(d * 0.1)),
         }
-        let len = kind.block_bytes() - v.len() % kind.block_bytes();
-        v.extend((0..len).map(|j| (j * 37 + i * 11) as u8));
     }
     v
 }
@@ -237,24 +319,32 @@ pub(crate) fn test_blocks(kind: QuantKind, n: usize) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn blocks(kind: QuantKind, n: usize) -> Vec<u8> {
-        test_blocks(kind, n)
+    const KINDS: [QuantKind; 4] = [
+        QuantKind::Q4_1,
+        QuantKind::Q8_0,
+        QuantKind::Q4_K,
+        QuantKind::Q6_K,
+    ];
+
+    /// `rows` rows of `k` values of `kind` and their values as tell-gguf dequantizes them.
+    fn weight(kind: QuantKind, rows: usize, k: usize) -> (QuantRows, Vec<f32>) {
+        let per_block = kind.geometry().0;
+        let bytes = test_blocks(kind, rows * k / per_block);
+        let f = tell_gguf::dequantize(kind.dtype(), &bytes, (rows * k) as u64, "test").unwrap();
+        (QuantRows::new(kind, rows, k, bytes).unwrap(), f)
     }
 
     #[test]
     fn rows_dequantize_exactly_as_tell_gguf() {
         // A unit row of `x` reads one weight value back through the whole kernel: 1 * w + 0.
-        let k = 3 * BLOCK;
-        for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
-            let bytes = blocks(kind, 4 * 3);
-            let want = tell_gguf::dequantize(kind.dtype(), &bytes, 4 * k as u64, "test").unwrap();
+        // Two K-quant super-blocks per row: every sub-block position, in both.
+        let k = 512;
+        for kind in KINDS {
+            let (w, want) = weight(kind, 4, k);
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("f16c")
-            {
-                let rb = bytes.len() / 4;
-                let rows: [&[u8]; 4] = std::array::from_fn(|q| &bytes[q * rb..][..rb]);
+            if crate::cpu::quant_kernels() {
+                let rb = w.row_bytes();
+                let rows: [&[u8]; 4] = std::array::from_fn(|q| &w.bytes()[q * rb..][..rb]);
                 for j in 0..k {
                     let mut unit = vec![0f32; k];
                     unit[j] = 1.0;
@@ -270,11 +360,9 @@ mod tests {
 
     #[test]
     fn products_on_quantized_rows_equal_those_on_dequantized_rows() {
-        let (n, k) = (70, 96);
-        for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
-            let bytes = blocks(kind, n * k / BLOCK);
-            let w = QuantRows::new(kind, n, k, bytes.clone()).unwrap();
-            let wf = tell_gguf::dequantize(kind.dtype(), &bytes, (n * k) as u64, "test").unwrap();
+        for kind in KINDS {
+            let (n, k) = (70, kind.geometry().0 * 2);
+            let (w, wf) = weight(kind, n, k);
             for m in [1, 2, 3, 5, 8, 13] {
                 let x = crate::cpu::tests::values(m * k, 7);
                 let want = crate::cpu::small_matmul_t(&x, m, k, &wf, n);
@@ -298,5 +386,8 @@ mod tests {
         assert_eq!(c.bytes()[40..], [2; 20]);
         let other = QuantRows::new(QuantKind::Q8_0, 1, 32, vec![0; 34]).unwrap();
         assert!(QuantRows::concat(&[a, other]).is_none());
+        // K-quant rows are whole super-blocks of 256.
+        assert!(QuantRows::new(QuantKind::Q4_K, 1, 256, vec![0; 144]).is_some());
+        assert!(QuantRows::new(QuantKind::Q6_K, 1, 96, vec![0; 79]).is_none());
     }
 }
