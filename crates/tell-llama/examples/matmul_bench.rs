@@ -22,8 +22,8 @@ fn rows(kind: QuantKind, n: usize, k: usize) -> (QuantRows, Vec<f32>) {
         let block = &mut data[start..];
         // Where each type keeps its f16 scale (and minimum).
         let scales: &[usize] = match kind {
-            QuantKind::Q4_1 | QuantKind::Q4_K => &[0, 2],
-            QuantKind::Q8_0 => &[0],
+            QuantKind::Q4_1 | QuantKind::Q5_1 | QuantKind::Q4_K => &[0, 2],
+            QuantKind::Q8_0 | QuantKind::Q4_0 | QuantKind::Q5_0 => &[0],
             QuantKind::Q6_K => &[208],
         };
         for &at in scales {

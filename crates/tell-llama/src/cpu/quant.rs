@@ -16,6 +16,12 @@ pub enum QuantKind {
     Q4_1,
     /// f16 scale d, 32 signed bytes: x = q * d.
     Q8_0,
+    /// f16 scale d, 32 nibbles: x = d * (q - 8).
+    Q4_0,
+    /// f16 scale d, 32 fifth bits, 32 nibbles: x = d * (q - 16).
+    Q5_0,
+    /// f16 scale d, f16 minimum m, 32 fifth bits, 32 nibbles: x = d * q + m.
+    Q5_1,
     /// Super-blocks of 256: f16 d and dmin, 6-bit scales and mins per 32 values, nibbles:
     /// x = (d * sc) * q - (dmin * m).
     Q4_K,
@@ -33,6 +39,9 @@ impl QuantKind {
         match dtype {
             GgmlType::Q4_1 => Some(Self::Q4_1),
             GgmlType::Q8_0 => Some(Self::Q8_0),
+            GgmlType::Q4_0 => Some(Self::Q4_0),
+            GgmlType::Q5_0 => Some(Self::Q5_0),
+            GgmlType::Q5_1 => Some(Self::Q5_1),
             GgmlType::Q4_K => Some(Self::Q4_K),
             GgmlType::Q6_K => Some(Self::Q6_K),
             _ => None,
@@ -44,6 +53,9 @@ impl QuantKind {
         match self {
             Self::Q4_1 => GgmlType::Q4_1,
             Self::Q8_0 => GgmlType::Q8_0,
+            Self::Q4_0 => GgmlType::Q4_0,
+            Self::Q5_0 => GgmlType::Q5_0,
+            Self::Q5_1 => GgmlType::Q5_1,
             Self::Q4_K => GgmlType::Q4_K,
             Self::Q6_K => GgmlType::Q6_K,
         }
@@ -179,6 +191,43 @@ pub(super) mod x86 {
                         _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), d),
                     )
                 }
+                QuantKind::Q4_0 => {
+                    let p = row.add(b * 18);
+                    let d = _mm512_set1_ps(f16_at(p));
+                    let eight = _mm512_set1_epi32(8);
+                    let value = |q: __m128i| {
+                        let q = _mm512_sub_epi32(_mm512_cvtepu8_epi32(q), eight);
+                        _mm512_mul_ps(d, _mm512_cvtepi32_ps(q))
+                    };
+                    (value(nibbles(p.add(2), 0)), value(nibbles(p.add(2), 4)))
+                }
+                QuantKind::Q5_0 | QuantKind::Q5_1 => {
+                    // Bit j of the little-endian u32 `qh` is the fifth bit of value j.
+                    let (p, with_min) = match kind {
+                        QuantKind::Q5_0 => (row.add(b * 22), false),
+                        _ => (row.add(b * 24), true),
+                    };
+                    let head = if with_min { 4 } else { 2 };
+                    let qh = (p.add(head) as *const u32).read_unaligned();
+                    let d = _mm512_set1_ps(f16_at(p));
+                    let sixteen = _mm512_set1_epi32(16);
+                    let value = |q: __m128i, bits: u32| {
+                        let q = _mm512_cvtepu8_epi32(q);
+                        let q = _mm512_mask_add_epi32(q, bits as __mmask16, q, sixteen);
+                        if with_min {
+                            let m = _mm512_set1_ps(f16_at(p.add(2)));
+                            _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(q)), m)
+                        } else {
+                            let q = _mm512_sub_epi32(q, sixteen);
+                            _mm512_mul_ps(d, _mm512_cvtepi32_ps(q))
+                        }
+                    };
+                    let qs = p.add(head + 4);
+                    (
+                        value(nibbles(qs, 0), qh & 0xFFFF),
+                        value(nibbles(qs, 4), qh >> 16),
+                    )
+                }
                 QuantKind::Q4_K => {
                     // Sub-block j of the super-block: the low (even j) or high (odd j) nibbles of
                     // bytes 32 (j / 2) .. + 32 of the 128 after the header.
@@ -304,7 +353,11 @@ pub(crate) fn test_blocks(kind: QuantKind, n: usize) -> Vec<u8> {
                 b[0..2].copy_from_slice(&f16(d));
                 b[2..4].copy_from_slice(&f16(m));
             }
-            QuantKind::Q8_0 => b[0..2].copy_from_slice(&f16(d)),
+            QuantKind::Q8_0 | QuantKind::Q4_0 | QuantKind::Q5_0 => b[0..2].copy_from_slice(&f16(d)),
+            QuantKind::Q5_1 => {
+                b[0..2].copy_from_slice(&f16(d));
+                b[2..4].copy_from_slice(&f16(m));
+            }
             QuantKind::Q4_K => {
                 b[0..2].copy_from_slice(&f16(d * 0.1));
                 b[2..4].copy_from_slice(&f16(m * 0.1));
@@ -319,9 +372,12 @@ pub(crate) fn test_blocks(kind: QuantKind, n: usize) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    const KINDS: [QuantKind; 4] = [
+    const KINDS: [QuantKind; 7] = [
         QuantKind::Q4_1,
         QuantKind::Q8_0,
+        QuantKind::Q4_0,
+        QuantKind::Q5_0,
+        QuantKind::Q5_1,
         QuantKind::Q4_K,
         QuantKind::Q6_K,
     ];
