@@ -43,6 +43,17 @@ def prompts(out):
             f.write(json.dumps({"id": f"q{i}", "tokens": ids}) + "\n")
 
 
+def timed(side, run, rows, batch, new, **extra):
+    """Runs `run` on every group of `batch` prompts after one warm-up group; prints the JSON row."""
+    run(rows[:batch])
+    t0 = time.perf_counter()
+    for start in range(0, len(rows), batch):
+        run(rows[start:start + batch])
+    s = time.perf_counter() - t0
+    print(json.dumps({"side": side, "batch": batch, "new": new, "prompts": len(rows),
+                      "seconds": s, "new_tokens_per_s": len(rows) * new / s, **extra}))
+
+
 def hf(path, batch, new, threads):
     torch.set_num_threads(threads)
     rows = [json.loads(l)["tokens"] for l in open(path)]
@@ -57,13 +68,7 @@ def hf(path, batch, new, threads):
             model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new,
                            min_new_tokens=new, pad_token_id=pad)
 
-    run(rows[:batch])  # warm-up
-    t0 = time.perf_counter()
-    for start in range(0, len(rows), batch):
-        run(rows[start:start + batch])
-    s = time.perf_counter() - t0
-    print(json.dumps({"side": "transformers", "batch": batch, "new": new, "prompts": len(rows),
-                      "seconds": s, "new_tokens_per_s": len(rows) * new / s}))
+    timed("transformers", run, rows, batch, new)
 
 
 def llamacpp(path, batch, new, threads):
@@ -107,14 +112,7 @@ def llamacpp(path, batch, new, threads):
             b.n_tokens, last = len(group), list(range(len(group)))
             assert L.llama_decode(ctx, b) == 0
 
-    run(rows[:batch])  # warm-up
-    t0 = time.perf_counter()
-    for start in range(0, len(rows), batch):
-        run(rows[start:start + batch])
-    s = time.perf_counter() - t0
-    print(json.dumps({"side": "llama.cpp", "batch": batch, "new": new, "prompts": len(rows),
-                      "seconds": s, "new_tokens_per_s": len(rows) * new / s,
-                      "version": L.__version__}))
+    timed("llama.cpp", run, rows, batch, new, version=L.__version__)
 
 
 if __name__ == "__main__":

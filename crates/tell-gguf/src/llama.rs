@@ -373,6 +373,11 @@ impl LlamaGguf {
         self.load(info, name)
     }
 
+    /// The stored type of the tensor with HF name `name` (to decide before reading its data).
+    pub fn dtype_hf(&self, name: &str) -> Result<GgmlType> {
+        Ok(self.info_hf(name)?.dtype)
+    }
+
     /// The rows of the tensor with HF name `name` as stored, when it is 2-D and each row is
     /// whole blocks (`None` for 1-D tensors and rows that split a block); q/k rows un-permuted as
     /// [`Self::tensor_hf`] does, so that row `r` dequantizes to row `r` of its values.

@@ -2,7 +2,7 @@
 //! and down in Q4_1, the tied head in Q8_0), timed alone: min and median over reps.
 //!
 //! `cargo run --release -p tell-llama --example matmul_bench -- ROWS [REPS] [q|f32|panel|gemm]`
-//! (`panel`: the many-row product on the blocks; `gemm`: burn-flex's product on the f32 weights,
+//! (`panel`: `matmul_q`, which takes panels above 8 rows; `gemm`: burn-flex's product on the f32 weights,
 //! what prefill uses on f32 weights).
 
 use std::time::Instant;

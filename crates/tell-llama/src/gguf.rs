@@ -111,18 +111,24 @@ impl TensorSource for GgufSource {
     }
 
     fn read_quantized(&self, name: &str, shape: &[usize]) -> Result<Option<QuantRows>> {
-        let blocks = match self.model.tensor_hf_blocks(name) {
-            Ok(b) => b,
-            Err(tell_gguf::GgufError::TensorNotFound { .. }) => return Ok(None),
+        let not_found =
+            |e: &tell_gguf::GgufError| matches!(e, tell_gguf::GgufError::TensorNotFound { .. });
+        // The type first: the rows of a type the kernels do not read are not copied for nothing.
+        let kind = match self.model.dtype_hf(name) {
+            Ok(dtype) => QuantKind::of(dtype),
+            Err(e) if not_found(&e) => return Ok(None),
             Err(e) => return Err(gguf_error(&self.path, e)),
         };
-        Ok(blocks.and_then(|b| {
-            let kind = QuantKind::of(b.dtype)?;
-            if b.shape != shape {
-                return None;
-            }
-            QuantRows::new(kind, shape[0], shape[1], b.data)
-        }))
+        let Some(kind) = kind else {
+            return Ok(None);
+        };
+        let blocks = self
+            .model
+            .tensor_hf_blocks(name)
+            .map_err(|e| gguf_error(&self.path, e))?;
+        Ok(blocks
+            .filter(|b| b.shape == shape)
+            .and_then(|b| QuantRows::new(kind, shape[0], shape[1], b.data)))
     }
 
     fn describe(&self) -> Vec<(String, TensorMeta)> {

@@ -23,10 +23,10 @@ enum Weight<B: Backend> {
     /// On other backends: `[in, out]`, so that `x @ w` needs no transposed view (burn-ndarray
     /// would copy one in every product).
     Device(Tensor<B, 2>),
-    /// On `flex` with the quantized kernels (AVX-512), for a GGUF weight stored as Q4_1, Q8_0,
-    /// Q4_K or Q6_K: the blocks alone, read by [`cpu::small_matmul_q`] and [`cpu::matmul_q`] with
-    /// results bit-identical to the f32 kernel on the dequantized weight, at the file's size in
-    /// memory instead of four bytes per value. Stacked parts of different types (K-quant files
+    /// On `flex` with the quantized kernels (AVX-512), for a GGUF weight stored in blocks
+    /// ([`cpu::QuantKind`]): the blocks alone, read by [`cpu::matmul_q`] with results
+    /// bit-identical to the f32 kernel on the dequantized weight, at the file's size in memory
+    /// instead of four bytes per value. Stacked parts of different types (K-quant files
     /// store v or down in Q6_K beside Q4_K) stay separate products whose columns are joined.
     Quant(Vec<cpu::QuantRows>),
 }
@@ -162,12 +162,8 @@ impl<B: Backend> Linear<B> {
         match &self.weight {
             Weight::Quant(parts) => on_host(x, &|x| {
                 let product = |q: &cpu::QuantRows| {
-                    let y = if m <= cpu::QUANT_SMALL_ROWS {
-                        cpu::small_matmul_q(x, m, q)
-                    } else {
-                        cpu::matmul_q(x, m, q)
-                    };
-                    y.expect("quantized weights are kept only where their kernels run")
+                    cpu::matmul_q(x, m, q)
+                        .expect("quantized weights are kept only where their kernels run")
                 };
                 if let [q] = parts.as_slice() {
                     return product(q);

@@ -131,7 +131,7 @@ mod x86 {
     const JW: usize = 4;
 
     macro_rules! kernel {
-        ($task:ident, $pass:ident, $block:ident, $feature:literal, $lanes:expr,
+        ($task:ident, $block:ident, $feature:literal, $lanes:expr,
          $zero:ident, $load:ident, $fma:ident, $sum:ident) => {
             /// `out[j * m + i] = x[i, :] . w[j, :]`, `x` `[m, k]`, `w` `[n, k]`, `out` `[n, m]`.
             #[target_feature(enable = $feature)]
@@ -142,43 +142,27 @@ mod x86 {
                 for step in 0..run {
                     let rows = step_rows(n, run, step);
                     let weights: [&[f32]; JW] = rows.map(|j| &w[j * k..][..k]);
-                    // With several passes over these weight rows (more than 4 rows of `x`) the
-                    // loads alone leave the memory bus idle much of the time (the later passes
-                    // read L1): every pass also asks for the next row of each run, into L2 so
-                    // that it does not push these rows out of L1. (With one pass the hardware
-                    // prefetcher keeps up.)
-                    let fetch = m > 4 && step + 1 < run;
-                    $pass(x, m, k, &weights, fetch, (n, run, step), out);
-                }
-            }
-
-            /// Every row of `x` against the weight rows of `step` (values in `weights`), into
-            /// `out` as in the task.
-            #[target_feature(enable = $feature)]
-            fn $pass(
-                x: &[f32],
-                m: usize,
-                k: usize,
-                weights: &[&[f32]; JW],
-                fetch: bool,
-                (n, run, step): (usize, usize, usize),
-                out: &mut [f32],
-            ) {
-                let rows = step_rows(n, run, step);
-                let mut i = 0;
-                while i < m {
-                    let mut res = [[0f32; 4]; JW];
-                    let r = match m - i {
-                        4.. => $block::<4>(&x[i * k..], k, weights, fetch, &mut res),
-                        2 | 3 => $block::<2>(&x[i * k..], k, weights, fetch, &mut res),
-                        _ => $block::<1>(&x[i * k..], k, weights, fetch, &mut res),
-                    };
-                    for (q, res) in res.iter().enumerate() {
-                        if q * run + step < n {
-                            out[rows[q] * m + i..][..r].copy_from_slice(&res[..r]);
+                    let mut i = 0;
+                    while i < m {
+                        let mut res = [[0f32; 4]; JW];
+                        // With several passes over these weight rows (more than 4 rows of `x`)
+                        // the loads alone leave the memory bus idle much of the time (the later
+                        // passes read L1): every pass also asks for the next row of each run,
+                        // into L2 so that it does not push these rows out of L1. (With one pass
+                        // the hardware prefetcher keeps up.)
+                        let fetch = m > 4 && step + 1 < run;
+                        let r = match m - i {
+                            4.. => $block::<4>(&x[i * k..], k, &weights, fetch, &mut res),
+                            2 | 3 => $block::<2>(&x[i * k..], k, &weights, fetch, &mut res),
+                            _ => $block::<1>(&x[i * k..], k, &weights, fetch, &mut res),
+                        };
+                        for (q, res) in res.iter().enumerate() {
+                            if q * run + step < n {
+                                out[rows[q] * m + i..][..r].copy_from_slice(&res[..r]);
+                            }
                         }
+                        i += r;
                     }
-                    i += r;
                 }
             }
 
@@ -301,7 +285,6 @@ mod x86 {
 
     kernel!(
         task_avx512,
-        pass_avx512,
         block_avx512,
         "avx512f",
         16,
@@ -313,7 +296,6 @@ mod x86 {
 
     kernel!(
         task_avx2,
-        pass_avx2,
         block_avx2,
         "avx2,fma",
         8,

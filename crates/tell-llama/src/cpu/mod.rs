@@ -7,8 +7,9 @@
 //!   storage, for all rows of the batch.
 //! - [`small_matmul_q`]: the same product with the weight still in its GGUF blocks (Q4_1, Q8_0),
 //!   dequantized in registers on the way in: the same values, a fraction of the bytes to stream.
-//! - [`matmul_q`]: the product of many rows (prefill) on the same blocks, dequantized a panel of
-//!   weight rows at a time into L2: faster than `gemm` on the f32 weight, and no f32 copy needed.
+//! - [`matmul_q`]: the product on the same blocks for any number of rows: [`small_matmul_q`] for
+//!   a few, and for many (prefill) panels of weight rows dequantized once into L2: faster than
+//!   `gemm` on the f32 weight, and no f32 copy needed.
 //! - [`rms_norm`], [`rope_split`], [`attend`], [`scale_add_bias`], [`swiglu`]: the element-wise
 //!   glue of a block (RMSNorm, splitting the fused q/k/v product, RoPE, attention over the KV
 //!   cache, SwiGLU) in one pass each over contiguous memory, where burn's ops would walk strided
@@ -32,12 +33,6 @@ pub use panel::matmul_q;
 #[cfg(test)]
 pub(crate) use quant::test_blocks;
 pub use quant::{QuantKind, QuantRows};
-
-/// Most rows for which the product on quantized weights keeps every weight value in registers
-/// ([`small_matmul_q`]); above it, panels dequantized once into L2 ([`matmul_q`]) are faster
-/// (one SmolLM2 step's products, `examples/matmul_bench.rs`, 2 threads: 16 vs 22 ms at 8 rows,
-/// 38 vs 33 ms at 16).
-pub const QUANT_SMALL_ROWS: usize = 8;
 
 /// Whether this CPU runs the kernels on quantized weights (AVX-512F with VL, and F16C).
 pub fn quant_kernels() -> bool {

@@ -1,26 +1,36 @@
-//! The many-row product (prefill) on quantized weight rows, so that a GGUF's linear weights need
-//! no f32 copy: panels of weight rows are dequantized once into a buffer that stays in L2, and
-//! every row of `x` goes against them.
+//! The product on quantized weight rows for any number of rows, so that a GGUF's linear weights
+//! need no f32 copy: a few rows go to [`small_matmul_q`]; for many (prefill), panels of weight
+//! rows are dequantized once into a buffer that stays in L2, and every row of `x` goes against
+//! them.
 
 use rayon::prelude::*;
 
 use super::quant::QuantRows;
+use super::small_matmul_q;
+
+/// Most rows for which [`small_matmul_q`] (every weight value dequantized in registers, for all
+/// rows at once) beats the panels (one SmolLM2 step's products, `examples/matmul_bench.rs`, 2
+/// threads: 16 vs 22 ms at 8 rows, 38 vs 33 ms at 16).
+const SMALL_ROWS: usize = 8;
 
 /// Weight rows dequantized per panel: 32 rows of `k = 1536` are 192 KiB, well inside L2, and a
 /// panel's work (every row of `x` against 32 weight rows) dwarfs its dequantization.
 const PANEL: usize = 32;
 
 /// `x @ w^T` for `x` `[m, k]` and the quantized `w` (`[n, k]`); returns `[m, n]` row-major. Each
-/// dot product is summed as [`super::small_matmul_q`] sums it (16 lanes in order of `k`, then the
-/// lanes), so a row's result is the same bits here as in a decoding step. `None` where the CPU
-/// lacks the kernel (AVX-512 with VL, F16C).
+/// dot product is summed as [`small_matmul_q`] sums it (16 lanes in order of `k`, then the lanes),
+/// so a row's result is the same bits whatever `m` is. `None` where the CPU lacks the kernels
+/// (AVX-512 with VL, F16C).
 pub fn matmul_q(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
+    if m <= SMALL_ROWS {
+        return small_matmul_q(x, m, w);
+    }
     let (k, n) = (w.cols(), w.rows());
     assert_eq!(x.len(), m * k, "matmul_q: x is not [m, k]");
     #[cfg(target_arch = "x86_64")]
     if super::quant_kernels() {
         let mut out = vec![0f32; m * n];
-        if m == 0 || n == 0 || k == 0 {
+        if n == 0 || k == 0 {
             return Some(out);
         }
         let (kind, rb) = (w.kind(), w.row_bytes());
@@ -50,10 +60,8 @@ unsafe impl Sync for SharedOut {}
 mod x86 {
     use std::arch::x86_64::*;
 
-    use crate::cpu::quant::{x86::halves, QuantKind};
-
-    /// Values per block of either kind.
-    const BLOCK: usize = 32;
+    use crate::cpu::quant::x86::{dot_with, halves};
+    use crate::cpu::quant::{QuantKind, BLOCK};
 
     /// One panel: its weight rows (`w`, rows of `row_bytes`) dequantized into a buffer, then every
     /// row of `x` against them, 8 rows by 2 weight rows at a time (16 accumulators); the results
@@ -83,92 +91,55 @@ mod x86 {
                 }
             }
         }
-        let put = |i: usize, j: usize, values: &[f32]| {
-            for (r, &v) in values.iter().enumerate() {
-                // SAFETY: `i + r < m` and `col + j < n`; the caller owns these columns.
-                unsafe { *out.add((i + r) * n + col + j) = v };
-            }
-        };
-        let weight = |j: usize| &buf[j * k..][..k];
         let mut i = 0;
         while i < m {
-            let xi = &x[i * k..];
-            let r = match m - i {
-                8.. => 8,
-                4.. => 4,
-                2 | 3 => 2,
-                _ => 1,
-            };
-            let mut j = 0;
-            while j < rows {
-                if j + 1 < rows {
-                    let pair = [weight(j), weight(j + 1)];
-                    match r {
-                        8 => dot::<8, 2>(xi, k, pair)
-                            .iter()
-                            .enumerate()
-                            .for_each(|(q, v)| put(i, j + q, v)),
-                        4 => dot::<4, 2>(xi, k, pair)
-                            .iter()
-                            .enumerate()
-                            .for_each(|(q, v)| put(i, j + q, v)),
-                        2 => dot::<2, 2>(xi, k, pair)
-                            .iter()
-                            .enumerate()
-                            .for_each(|(q, v)| put(i, j + q, v)),
-                        _ => dot::<1, 2>(xi, k, pair)
-                            .iter()
-                            .enumerate()
-                            .for_each(|(q, v)| put(i, j + q, v)),
-                    }
-                    j += 2;
-                } else {
-                    let one = [weight(j)];
-                    match r {
-                        8 => put(i, j, &dot::<8, 1>(xi, k, one)[0]),
-                        4 => put(i, j, &dot::<4, 1>(xi, k, one)[0]),
-                        2 => put(i, j, &dot::<2, 1>(xi, k, one)[0]),
-                        _ => put(i, j, &dot::<1, 1>(xi, k, one)[0]),
-                    }
-                    j += 1;
+            // Weight row `j`'s products with rows `i..` of `x`.
+            let put = |j: usize, values: &[f32]| {
+                for (r, &v) in values.iter().enumerate() {
+                    // SAFETY: `i + r < m` and `col + j < n`; the caller owns these columns.
+                    unsafe { *out.add((i + r) * n + col + j) = v };
                 }
-            }
-            i += r;
+            };
+            let (xi, buf) = (&x[i * k..], &buf[..]);
+            i += match m - i {
+                8.. => against_panel::<8>(xi, k, buf, put),
+                4.. => against_panel::<4>(xi, k, buf, put),
+                2 | 3 => against_panel::<2>(xi, k, buf, put),
+                _ => against_panel::<1>(xi, k, buf, put),
+            };
         }
     }
 
-    /// `res[q][r] = x[r, :] . w[q]` for `R` rows of `x` (`k` apart, `k` a multiple of 16), summed
-    /// as `quant::x86::dot_rows` sums (16 lanes in order of `k` with FMA, then
-    /// `_mm512_reduce_add_ps`).
-    #[target_feature(enable = "avx512f,avx512vl")]
+    /// `R` rows of `x` against every weight row of the panel (`buf`, rows of `k` values), two
+    /// weight rows at a time; `put(j, values)` takes weight row `j`'s `R` products. Returns `R`.
+    #[target_feature(enable = "avx512f,avx512vl,f16c")]
     #[inline]
-    fn dot<const R: usize, const W: usize>(x: &[f32], k: usize, w: [&[f32]; W]) -> [[f32; R]; W] {
-        assert!(k.is_multiple_of(16) && x.len() >= R * k && w.iter().all(|r| r.len() >= k));
-        let xr: [*const f32; R] = std::array::from_fn(|r| x[r * k..].as_ptr());
-        let wp: [*const f32; W] = w.map(|r| r.as_ptr());
-        let mut acc = [[_mm512_setzero_ps(); R]; W];
-        for c in (0..k).step_by(16) {
-            // SAFETY: c + 16 <= k, and every row is at least `k` long (asserted).
-            unsafe {
-                let mut wv = [_mm512_setzero_ps(); W];
-                for q in 0..W {
-                    wv[q] = _mm512_loadu_ps(wp[q].add(c));
-                }
-                for r in 0..R {
-                    let xv = _mm512_loadu_ps(xr[r].add(c));
-                    for q in 0..W {
-                        acc[q][r] = _mm512_fmadd_ps(xv, wv[q], acc[q][r]);
-                    }
-                }
-            }
+    fn against_panel<const R: usize>(
+        x: &[f32],
+        k: usize,
+        buf: &[f32],
+        put: impl Fn(usize, &[f32]),
+    ) -> usize {
+        let rows = buf.len() / k;
+        let row = |j: usize| buf[j * k..][..k].as_ptr();
+        // SAFETY (both closures): each row holds `k` values and `dot_with` asks for `b < k / 32`.
+        let halves = |p: *const f32, b: usize| unsafe {
+            let p = p.add(b * BLOCK);
+            (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
+        };
+        let mut j = 0;
+        while j + 1 < rows {
+            let pair = [row(j), row(j + 1)];
+            let res = dot_with::<R, 2>(x, k, |q, b| halves(pair[q], b));
+            put(j, &res[0]);
+            put(j + 1, &res[1]);
+            j += 2;
         }
-        let mut res = [[0f32; R]; W];
-        for q in 0..W {
-            for r in 0..R {
-                res[q][r] = _mm512_reduce_add_ps(acc[q][r]);
-            }
+        if j < rows {
+            let one = row(j);
+            put(j, &dot_with::<R, 1>(x, k, |_, b| halves(one, b))[0]);
         }
-        res
+        R
     }
 }
 

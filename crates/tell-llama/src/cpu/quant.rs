@@ -31,7 +31,7 @@ pub enum QuantKind {
 }
 
 /// Values the kernels dequantize at a time (a block, or a sub-block of a K-quant super-block).
-const BLOCK: usize = 32;
+pub(super) const BLOCK: usize = 32;
 
 impl QuantKind {
     /// The kind of a GGUF block type, if it is one of ours.
@@ -158,10 +158,12 @@ pub(super) mod x86 {
         row: *const u8,
         b: usize,
     ) -> (__m512, __m512) {
+        // The f16 at `p` in every lane (widened exactly). A broadcast load, not an insert into a
+        // register: an insert would chain every block's scales through one register.
         let f16_at = |p: *const u8| {
             // SAFETY: the caller's block holds the f16 at `p`.
-            let bits = unsafe { (p as *const u16).read_unaligned() };
-            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+            let bits = unsafe { (p as *const i16).read_unaligned() };
+            _mm512_cvtph_ps(_mm256_set1_epi16(bits))
         };
         // SAFETY: every address below is inside block `b`'s (super-)block of the caller's row.
         unsafe {
@@ -174,7 +176,7 @@ pub(super) mod x86 {
             match kind {
                 QuantKind::Q4_1 => {
                     let p = row.add(b * 20);
-                    let (d, m) = (_mm512_set1_ps(f16_at(p)), _mm512_set1_ps(f16_at(p.add(2))));
+                    let (d, m) = (f16_at(p), f16_at(p.add(2)));
                     let (lo, hi) = (float(nibbles(p.add(4), 0)), float(nibbles(p.add(4), 4)));
                     (
                         _mm512_add_ps(_mm512_mul_ps(d, lo), m),
@@ -183,7 +185,7 @@ pub(super) mod x86 {
                 }
                 QuantKind::Q8_0 => {
                     let p = row.add(b * 34);
-                    let d = _mm512_set1_ps(f16_at(p));
+                    let d = f16_at(p);
                     let lo = _mm_loadu_si128(p.add(2) as *const __m128i);
                     let hi = _mm_loadu_si128(p.add(18) as *const __m128i);
                     (
@@ -193,7 +195,7 @@ pub(super) mod x86 {
                 }
                 QuantKind::Q4_0 => {
                     let p = row.add(b * 18);
-                    let d = _mm512_set1_ps(f16_at(p));
+                    let d = f16_at(p);
                     let eight = _mm512_set1_epi32(8);
                     let value = |q: __m128i| {
                         let q = _mm512_sub_epi32(_mm512_cvtepu8_epi32(q), eight);
@@ -209,13 +211,17 @@ pub(super) mod x86 {
                     };
                     let head = if with_min { 4 } else { 2 };
                     let qh = (p.add(head) as *const u32).read_unaligned();
-                    let d = _mm512_set1_ps(f16_at(p));
+                    let d = f16_at(p);
+                    let m = if with_min {
+                        f16_at(p.add(2))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
                     let sixteen = _mm512_set1_epi32(16);
                     let value = |q: __m128i, bits: u32| {
                         let q = _mm512_cvtepu8_epi32(q);
                         let q = _mm512_mask_add_epi32(q, bits as __mmask16, q, sixteen);
                         if with_min {
-                            let m = _mm512_set1_ps(f16_at(p.add(2)));
                             _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(q)), m)
                         } else {
                             let q = _mm512_sub_epi32(q, sixteen);
@@ -241,8 +247,8 @@ pub(super) mod x86 {
                             (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
                         )
                     };
-                    let dl = _mm512_set1_ps(f16_at(p) * f32::from(sc));
-                    let ml = _mm512_set1_ps(f16_at(p.add(2)) * f32::from(m));
+                    let dl = _mm512_mul_ps(f16_at(p), _mm512_set1_ps(f32::from(sc)));
+                    let ml = _mm512_mul_ps(f16_at(p.add(2)), _mm512_set1_ps(f32::from(m)));
                     let (qs, shift) = (p.add(16 + j / 2 * 32), 4 * (j % 2) as i64);
                     let (lo, hi) = (float(nibbles(qs, shift)), float(nibbles(qs.add(16), shift)));
                     (
@@ -270,7 +276,7 @@ pub(super) mod x86 {
                             _mm_set1_epi8(32),
                         );
                         let scale = *(p.add(192 + (h * 128 + r0 + 16 * k) / 16) as *const i8);
-                        let dl = _mm512_set1_ps(d * f32::from(scale));
+                        let dl = _mm512_mul_ps(d, _mm512_set1_ps(f32::from(scale)));
                         _mm512_mul_ps(dl, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)))
                     };
                     (half(0), half(1))
@@ -280,15 +286,7 @@ pub(super) mod x86 {
     }
 
     /// `res[q][r] = x[r, :] . w[q]` for `R` rows of `x` (`k` apart) and `W` quantized weight
-    /// rows (`k / 32` blocks of `kind` each).
-    ///
-    /// Each product is summed as the f32 kernel sums it on the dequantized row (16 lanes in order
-    /// of `k` with FMA, then `_mm512_reduce_add_ps`), so results are bit-identical to it; the
-    /// weight values never leave the registers, and each is used by all `R` rows.
-    ///
-    /// AVX-512VL is enabled for the register allocator's sake: without it the reductions (on
-    /// 256- and 128-bit halves) cannot use registers 16-31, and the accumulators of `<8, 2>`
-    /// spill to the stack, which made this kernel slower than dequantizing to memory.
+    /// rows (whole blocks of `kind`, `k` values each), dequantized in registers by [`halves`].
     #[target_feature(enable = "avx512f,avx512vl,f16c")]
     pub fn dot_rows<const R: usize, const W: usize>(
         kind: QuantKind,
@@ -297,27 +295,59 @@ pub(super) mod x86 {
         w: [&[u8]; W],
     ) -> [[f32; R]; W] {
         let (per_block, block_bytes) = kind.geometry();
-        let blocks = k / BLOCK;
-        assert!(k.is_multiple_of(per_block) && x.len() >= R * k);
+        assert!(k.is_multiple_of(per_block));
         assert!(w.iter().all(|row| row.len() == k / per_block * block_bytes));
-        let xr: [*const f32; R] = std::array::from_fn(|r| x[r * k..].as_ptr());
         let wp: [*const u8; W] = w.map(|row| row.as_ptr());
-        let mut acc = [[_mm512_setzero_ps(); R]; W];
-        for b in 0..blocks {
-            // SAFETY: block `b` of each weight row is in bounds (asserted lengths), and so are
-            // values `32 b .. 32 b + 32` of every row of `x`.
-            unsafe {
-                let mut wv = [(_mm512_setzero_ps(), _mm512_setzero_ps()); W];
-                for q in 0..W {
-                    wv[q] = halves(kind, wp[q], b);
+        // One copy of the loop per type, the type fixed in it: with the type a variable, the
+        // dequantization dispatches on it at every block (decoding 40% slower at one row).
+        macro_rules! per_kind {
+            ($($kind:ident),*) => {
+                match kind {
+                    // SAFETY: every row is `k` values of whole blocks (asserted) and `b < k / 32`.
+                    $(QuantKind::$kind => {
+                        dot_with::<R, W>(x, k, |q, b| unsafe { halves(QuantKind::$kind, wp[q], b) })
+                    })*
                 }
-                for r in 0..R {
-                    let lo = _mm512_loadu_ps(xr[r].add(b * BLOCK));
-                    let hi = _mm512_loadu_ps(xr[r].add(b * BLOCK + 16));
-                    for q in 0..W {
-                        let (u, v) = wv[q];
-                        acc[q][r] = _mm512_fmadd_ps(hi, v, _mm512_fmadd_ps(lo, u, acc[q][r]));
-                    }
+            };
+        }
+        per_kind!(Q4_1, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q6_K)
+    }
+
+    /// `res[q][r] = x[r, :] . w_q` for `R` rows of `x` (`k` apart, `k` a multiple of 32) and `W`
+    /// weight rows whose values `32 b .. 32 b + 32` `weight(q, b)` gives as two halves of 16.
+    ///
+    /// Each product is summed in 16 lanes in order of `k` with FMA, then by
+    /// `_mm512_reduce_add_ps`, as the f32 kernel of `matmul.rs` sums it, so results are
+    /// bit-identical to it whatever the weight's form; each weight value is used by all `R` rows
+    /// while in a register.
+    ///
+    /// AVX-512VL is enabled for the register allocator's sake: without it the reductions (on
+    /// 256- and 128-bit halves) cannot use registers 16-31, and the accumulators of `<8, 2>`
+    /// spill to the stack, which made this kernel slower than dequantizing to memory.
+    #[target_feature(enable = "avx512f,avx512vl,f16c")]
+    #[inline]
+    pub(in crate::cpu) fn dot_with<const R: usize, const W: usize>(
+        x: &[f32],
+        k: usize,
+        weight: impl Fn(usize, usize) -> (__m512, __m512),
+    ) -> [[f32; R]; W] {
+        assert!(k.is_multiple_of(BLOCK) && x.len() >= R * k);
+        let xr: [*const f32; R] = std::array::from_fn(|r| x[r * k..].as_ptr());
+        let mut acc = [[_mm512_setzero_ps(); R]; W];
+        for b in 0..k / BLOCK {
+            let mut wv = [(_mm512_setzero_ps(), _mm512_setzero_ps()); W];
+            for (q, v) in wv.iter_mut().enumerate() {
+                *v = weight(q, b);
+            }
+            for r in 0..R {
+                // SAFETY: values `32 b .. 32 b + 32` of every row of `x` are in bounds (asserted).
+                let (lo, hi) = unsafe {
+                    let p = xr[r].add(b * BLOCK);
+                    (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
+                };
+                for q in 0..W {
+                    let (u, v) = wv[q];
+                    acc[q][r] = _mm512_fmadd_ps(hi, v, _mm512_fmadd_ps(lo, u, acc[q][r]));
                 }
             }
         }
@@ -349,15 +379,11 @@ pub(crate) fn test_blocks(kind: QuantKind, n: usize) -> Vec<u8> {
         let m = -0.21 + 0.07 * i as f32;
         // The f16 fields get finite values; every other byte stays arbitrary.
         match kind {
-            QuantKind::Q4_1 => {
+            QuantKind::Q4_1 | QuantKind::Q5_1 => {
                 b[0..2].copy_from_slice(&f16(d));
                 b[2..4].copy_from_slice(&f16(m));
             }
             QuantKind::Q8_0 | QuantKind::Q4_0 | QuantKind::Q5_0 => b[0..2].copy_from_slice(&f16(d)),
-            QuantKind::Q5_1 => {
-                b[0..2].copy_from_slice(&f16(d));
-                b[2..4].copy_from_slice(&f16(m));
-            }
             QuantKind::Q4_K => {
                 b[0..2].copy_from_slice(&f16(d * 0.1));
                 b[2..4].copy_from_slice(&f16(m * 0.1));
