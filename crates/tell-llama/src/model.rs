@@ -125,6 +125,14 @@ impl<B: Backend> Llama<B> {
         &self.device
     }
 
+    /// The LM head applied to rows of final-norm outputs (`ln_final`): `[rows, hidden]` to
+    /// `[rows, vocab]`. Lets a caller compute logits only at the positions it keeps.
+    pub fn head(&self, normed: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [rows, d] = normed.dims();
+        let logits = self.lm_head.forward(normed.reshape([1, rows, d]));
+        logits.reshape([rows, self.config.vocab_size])
+    }
+
     /// The forward step of a whole left-padded batch (no cached tokens before it).
     fn step_of<'a>(&self, batch: &'a Batch) -> Step<'a, B> {
         Step {
@@ -274,8 +282,8 @@ impl<B: Backend> Llama<B> {
             }
             x = out.resid_post;
         }
-        let need_norm = logits != Logits::None || wanted.contains(&Site::LnFinal);
         let need_all = logits == Logits::All || wanted.contains(&Site::Logits);
+        let need_norm = logits != Logits::None || need_all || wanted.contains(&Site::LnFinal);
         let mut out_logits = None;
         if need_norm {
             let normed = self.norm.forward(x);
