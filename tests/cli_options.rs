@@ -521,6 +521,19 @@ fn generate_top_k_1_is_greedy_and_top_k_keeps_the_k_most_likely() {
     for i in 0..k3.len() {
         assert!(rank_of(&k3[..i], k3[i]) < 3, "token {i} of {k3:?}");
     }
+    fails_with(
+        &tell(&[
+            "generate",
+            ORG,
+            "--prompt",
+            PROMPT,
+            "--temperature",
+            "1",
+            "--top-k",
+            "0",
+        ]),
+        "--top-k must be at least 1 (leave it out to keep every token)",
+    );
     let any = hot(&[]);
     assert!(
         (0..any.len()).any(|i| rank_of(&any[..i], any[i]) >= 3),
@@ -668,6 +681,10 @@ fn generate_batch_size_does_not_change_a_sampled_response() {
     let (one, four) = (run("1"), run("4"));
     assert_eq!(one.len(), 4);
     assert_eq!(one, four);
+    fails_with(
+        &tell(&["generate", ORG, "--prompt", PROMPT, "--batch-size", "0"]),
+        "--batch-size must be at least 1",
+    );
 }
 
 #[test]
