@@ -1669,3 +1669,9 @@ fn demo_runs_the_given_model_and_suite() {
         &format!("suite {} does not exist", nope.display()),
     );
 }
+
+#[test]
+fn version_prints_the_package_version() {
+    let text = ok(&tell(&["--version"]));
+    assert_eq!(text.trim(), format!("tell {}", env!("CARGO_PKG_VERSION")));
+}
