@@ -8,7 +8,7 @@ use tell_llama::{Batch, CpuBackend, Llama, Logits};
 /// Arguments of `tell forward`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A checkpoint directory (config.json + safetensors).
+    /// A checkpoint directory (config.json + safetensors) or a .gguf file.
     model: PathBuf,
     /// Comma-separated token ids.
     #[arg(long, value_delimiter = ',', required = true)]
