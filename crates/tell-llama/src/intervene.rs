@@ -277,7 +277,7 @@ impl PatchValues {
 
     /// Adds a site's values, `[len, width]` row-major.
     pub fn insert(&mut self, site: Site, values: Vec<f32>) -> Result<()> {
-        if self.len == 0 || values.len() % self.len != 0 {
+        if self.len == 0 || !values.len().is_multiple_of(self.len) {
             return Err(Error::Input(format!(
                 "patch values at {site}: {} values for {} positions",
                 values.len(),
@@ -355,7 +355,10 @@ impl Edits<'_> {
             return Ok(());
         }
         let tokens = positions.len();
-        if tokens == 0 || tokens % self.rows.len().max(1) != 0 || values.len() != tokens * width {
+        if tokens == 0
+            || !tokens.is_multiple_of(self.rows.len().max(1))
+            || values.len() != tokens * width
+        {
             return Err(Error::Input(format!(
                 "intervention at {site}: {} values for {tokens} tokens of width {width} in {} rows",
                 values.len(),
