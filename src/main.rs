@@ -42,6 +42,9 @@ enum Command {
     Tokenize(cmd::tokenize::Args),
     /// Generate responses for one prompt or a JSONL file of prompts (KV cache, greedy or sampled).
     Generate(cmd::generate::Args),
+    /// Activation patching maps: per site, layer and position, the fraction of a logit
+    /// difference that patching one value from a source prompt into its target restores.
+    Patch(cmd::patch::Args),
     /// Run a suite end to end: render, generate, score, stats, labels, capture, probes, report.md.
     Run(cmd::run::Args),
     /// The planted model organism: `tell organism corpus|train`.
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Store(args) => cmd::store::run(args),
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Generate(args) => cmd::generate::run(args),
+        Command::Patch(args) => cmd::patch::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Organism(args) => cmd::organism::run(args),
     };

@@ -1,9 +1,9 @@
-//! `tell forward MODEL --tokens 1,2,3`.
+//! `tell forward MODEL --tokens 1,2,3 [--edit ...]`.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use tell_llama::{Batch, CpuBackend, Llama, Logits};
+use anyhow::{bail, Context, Result};
+use tell_llama::{Batch, CpuBackend, Edits, Llama, Logits, RowEdit};
 
 /// Arguments of `tell forward`.
 #[derive(clap::Args)]
@@ -19,6 +19,8 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    edits: super::intervene::EditArgs,
 }
 
 /// Runs one sequence and prints the most likely next tokens.
@@ -26,7 +28,19 @@ pub fn run(args: Args) -> Result<()> {
     let device = Default::default();
     let model = Llama::<CpuBackend>::load(&args.model, &device)?;
     let batch = Batch::left_padded(std::slice::from_ref(&args.tokens), 0)?;
-    let out = model.forward(&batch, &[], Logits::Last)?;
+    let intervention = args.edits.resolve(model.config())?;
+    if intervention.as_ref().is_some_and(|iv| iv.patches()) {
+        bail!("a patch edit needs source values: use `tell patch`, or `tell capture --patch-from`");
+    }
+    let rows = [RowEdit {
+        prompt_len: args.tokens.len(),
+        ..Default::default()
+    }];
+    let edits = intervention.as_ref().map(|iv| Edits {
+        intervention: iv,
+        rows: &rows,
+    });
+    let out = model.forward_with(&batch, &[], Logits::Last, edits)?;
     let logits = out
         .logits
         .context("the model returned no logits")?

@@ -254,6 +254,7 @@ impl Intervention {
 pub struct PatchValues {
     values: BTreeMap<Site, Vec<f32>>,
     len: usize,
+    only: Option<Range<usize>>,
 }
 
 impl PatchValues {
@@ -262,7 +263,14 @@ impl PatchValues {
         Self {
             values: BTreeMap::new(),
             len,
+            only: None,
         }
+    }
+
+    /// Restricts the source to some positions (a patching map patches one at a time).
+    pub fn only(mut self, positions: Range<usize>) -> Self {
+        self.only = Some(positions);
+        self
     }
 
     /// Positions the source covers.
@@ -291,7 +299,7 @@ impl PatchValues {
     /// The source's row at a site and position, if it has one.
     pub fn row(&self, site: Site, pos: usize) -> Option<&[f32]> {
         let v = self.values.get(&site)?;
-        if pos >= self.len {
+        if pos >= self.len || self.only.as_ref().is_some_and(|r| !r.contains(&pos)) {
             return None;
         }
         let width = v.len() / self.len;

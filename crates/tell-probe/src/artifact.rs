@@ -136,6 +136,7 @@ impl ProbeArtifact {
             ("bias", f32_bytes(&[p.bias]), vec![1]),
             ("mean", f32_bytes(&p.standardizer.mean), vec![d]),
             ("std", f32_bytes(&p.standardizer.std), vec![d]),
+            ("direction_raw", f32_bytes(&p.raw_direction()), vec![d]),
         ];
         let tpath = dir.join(TENSORS_FILE);
         let terr = |reason: String| ProbeError::Tensors {
@@ -150,6 +151,12 @@ impl ProbeArtifact {
         }
         let mut info = std::collections::HashMap::new();
         info.insert("family".to_string(), p.family.name().to_string());
+        info.insert(
+            "direction_raw".to_string(),
+            "direction / std: the probe's direction in raw activation space (score = \
+             direction_raw . x + bias - direction_raw . mean); `direction` is in standardised space"
+                .to_string(),
+        );
         let bytes = safetensors::serialize(views, Some(info)).map_err(|e| terr(e.to_string()))?;
         write_atomic(&tpath, &bytes)?;
         let jpath = dir.join(META_FILE);

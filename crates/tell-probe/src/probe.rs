@@ -130,6 +130,16 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// The direction in raw activation space: `direction / std`, so that
+    /// `score(x) = raw . x + (bias - raw . mean)`; what steering and ablation move along.
+    pub fn raw_direction(&self) -> Vec<f32> {
+        self.direction
+            .iter()
+            .zip(&self.standardizer.std)
+            .map(|(w, s)| w / s)
+            .collect()
+    }
+
     /// Number of input features.
     pub fn n_features(&self) -> usize {
         self.direction.len()
