@@ -204,6 +204,11 @@ fn bad_prompt_lines_name_the_line() {
             "p.jsonl:1: text needs the model's tokenizer, which cannot be loaded: no tokenizer at",
         ),
         ("", "p.jsonl: no prompts"),
+        (
+            "{\"id\":\"a\",\"tokens\":[1,2]}\n{\"id\":\"b\",\"tokens\":[3]}\n{\"id\":\"a\",\"tokens\":[4]}\n",
+            "p.jsonl:3: id \"a\" is already the id of line 1; every prompt needs its own id, \
+             since records, responses and labels are joined on it",
+        ),
     ] {
         let p = tmp.path().join("p.jsonl");
         std::fs::write(&p, body).unwrap();

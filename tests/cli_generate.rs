@@ -120,3 +120,37 @@ fn a_malformed_prompt_line_is_named() {
     assert!(!dir.path().join("r.jsonl").exists());
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn an_id_used_twice_is_refused_before_the_model_loads() {
+    // A parity checkpoint without tokenizer files: had the model or tokenizer been loaded first,
+    // the run would fail on the missing tokenizer instead.
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity/models/llama3-rope");
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = dir.path().join("prompts.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"id\": \"a\", \"text\": \"hi\"}\n{\"id\": \"b\", \"text\": \"yo\"}\n\
+         {\"id\": \"b\", \"text\": \"hey\"}\n",
+    )
+    .unwrap();
+    let out = tell(&[
+        "generate",
+        model.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--out",
+        dir.path().join("r.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "prompts.jsonl:3: id \"b\" is already the id of line 2; every prompt needs its own \
+             id, since records, responses and labels are joined on it"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!dir.path().join("r.jsonl").exists());
+}

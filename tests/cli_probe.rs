@@ -382,3 +382,56 @@ fn bad_input_is_a_clear_error_with_exit_code_1() {
     args.drain(8..10);
     fails(&tell(&args), "name the positive value with --positive");
 }
+
+#[test]
+fn a_key_matching_two_rows_is_refused_not_counted_twice() {
+    let dir = tmp("dup");
+    let acts = dir.join("acts");
+    let recs = write_planted_store(&acts, &PlantedStore::example()).expect("store");
+    let labelled: Vec<&PlantedRecord> = recs.iter().filter(|r| r.label.is_some()).collect();
+    let out = dir.join("out");
+
+    // A labels file that gives q1-baseline (line 4) a second row at the end (line 82).
+    let mut twice = labelled.clone();
+    twice.push(labelled[2]);
+    let dup = dir.join("dup.csv");
+    labels_csv(&dup, &twice, deep_or_shallow);
+    fails(
+        &tell(&train_args(&acts, &dup, &out)),
+        &format!(
+            "labels {}: lines 4 and 82 both have id \"q1-baseline\": a label row must match one \
+             key, so each key needs exactly one row",
+            dup.display()
+        ),
+    );
+
+    // A store from an older tell, whose prompts file repeated ids: each query's two records
+    // are both `q{n}-baseline`. One label row per id must not label both.
+    let old = dir.join("old");
+    let old_recs = write_planted_store(
+        &old,
+        &PlantedStore {
+            conditions: vec!["baseline".into(), "baseline".into()],
+            ..PlantedStore::example()
+        },
+    )
+    .expect("store");
+    assert_eq!(
+        (old_recs[0].id.as_str(), old_recs[1].id.as_str()),
+        ("q0-baseline", "q0-baseline")
+    );
+    let mut once: Vec<&PlantedRecord> = old_recs.iter().filter(|r| r.label.is_some()).collect();
+    once.dedup_by(|a, b| a.id == b.id);
+    assert_eq!(once.len(), 40);
+    let per_id = dir.join("per-id.csv");
+    labels_csv(&per_id, &once, deep_or_shallow);
+    fails(
+        &tell(&train_args(&old, &per_id, &out)),
+        &format!(
+            "store {}: records 0 and 1 both have id \"q0-baseline\", so a label row would be \
+             joined to both; recapture from a prompts file whose ids are unique",
+            old.display()
+        ),
+    );
+    assert!(!out.join("metrics.csv").exists());
+}

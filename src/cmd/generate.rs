@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use tell_capture::{prompt_tokens, respond_file, respond_tokens, PromptInput, RespondOptions};
+use tell_capture::{
+    check_file, prompt_tokens, respond_file, respond_tokens, PromptInput, RespondOptions,
+};
 use tell_llama::{CpuBackend, GenerateOptions, Llama};
 use tell_tokenizer::Tokenizer;
 
@@ -64,6 +66,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
+    }
+    // A bad prompts file (a malformed line, an id used twice) fails before the model loads,
+    // which takes minutes for an 8B model.
+    if let Some(prompts) = &args.prompts {
+        check_file(prompts)?;
     }
     let tokenizer = Tokenizer::load(&args.model)
         .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;

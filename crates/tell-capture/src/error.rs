@@ -26,6 +26,21 @@ pub enum CaptureError {
         /// What is wrong.
         message: String,
     },
+    /// Two prompt lines share an id (records, responses and labels are joined on it).
+    #[error(
+        "{path}:{line}: id {id:?} is already the id of line {first}; every prompt needs its own \
+         id, since records, responses and labels are joined on it"
+    )]
+    DuplicateId {
+        /// The prompts file.
+        path: PathBuf,
+        /// The id.
+        id: String,
+        /// 1-based line where the id first appears.
+        first: usize,
+        /// 1-based line where it appears again.
+        line: usize,
+    },
     /// A prompt (plus response) does not fit the model's context and no truncation was asked.
     #[error(
         "{path}:{line}: prompt{} has {tokens} tokens, more than the model's context of {context} \

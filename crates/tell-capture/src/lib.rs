@@ -31,7 +31,10 @@ pub use capture::{
 };
 pub use encode::{render_prompt, Encoded, Encoder, Truncate};
 pub use error::{CaptureError, Result};
-pub use prompts::{parse_line, ChatMessage, PromptInput, PromptLine, PromptReader, ResponseInput};
+pub use prompts::{
+    check_file, parse_line, ChatMessage, IdLines, PromptInput, PromptLine, PromptReader,
+    PromptsSummary, ResponseInput,
+};
 pub use respond::{
     prompt_tokens, respond_file, respond_tokens, RespondOptions, RespondReport, Response,
 };

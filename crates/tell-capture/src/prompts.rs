@@ -4,6 +4,7 @@
 //! which is then kept as a column); `query_id`, `condition` and `tier` go to their own columns and
 //! every other field to records.csv as is.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -282,6 +283,30 @@ impl Iterator for PromptReader {
     }
 }
 
+/// The line of every id seen so far in one prompts file, to refuse an id used twice.
+#[derive(Debug, Default)]
+pub struct IdLines {
+    first: HashMap<String, usize>,
+}
+
+impl IdLines {
+    /// Records `line`'s id; an id already seen is an error naming both lines.
+    pub fn check(&mut self, path: &Path, line: &PromptLine) -> Result<()> {
+        match self.first.get(&line.meta.id) {
+            Some(&first) => Err(CaptureError::DuplicateId {
+                path: path.to_path_buf(),
+                id: line.meta.id.clone(),
+                first,
+                line: line.line,
+            }),
+            None => {
+                self.first.insert(line.meta.id.clone(), line.line);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// What [`check_file`] learned about a prompts file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptsSummary {
@@ -291,13 +316,15 @@ pub struct PromptsSummary {
     pub first_text_line: Option<usize>,
 }
 
-/// Parses every line once without keeping them, so that a bad line fails the run before any
-/// model work.
+/// Parses every line once without keeping them, so that a bad line or an id used twice fails the
+/// run before any model work.
 pub fn check_file(path: &Path) -> Result<PromptsSummary> {
     let mut ids = Vec::new();
+    let mut seen = IdLines::default();
     let mut first_text_line = None;
     for line in PromptReader::open(path)? {
         let line = line?;
+        seen.check(path, &line)?;
         let text = !matches!(line.input, PromptInput::Tokens(_))
             || matches!(line.response, Some(ResponseInput::Text(_)));
         if text && first_text_line.is_none() {
@@ -356,6 +383,42 @@ mod tests {
         assert_eq!(
             p.meta.extra,
             vec![("response".to_string(), "Hi.".to_string())]
+        );
+    }
+
+    #[test]
+    fn an_id_used_twice_names_both_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.jsonl");
+        std::fs::write(
+            &path,
+            "{\"id\":\"a\",\"tokens\":[1]}\n{\"id\":\"b\",\"tokens\":[2]}\n\
+             {\"id\":3,\"tokens\":[3]}\n{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"3\",\"tokens\":[4]}\n",
+        )
+        .unwrap();
+        let err = check_file(&path).unwrap_err();
+        assert!(
+            matches!(&err, CaptureError::DuplicateId { id, first: 1, line: 4, .. } if id == "a"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:4: id \"a\" is already the id of line 1; every prompt needs its own id, \
+                 since records, responses and labels are joined on it",
+                path.display()
+            )
+        );
+        // A number id and the same digits as a string are one id (both are records.csv's `3`).
+        std::fs::write(
+            &path,
+            "{\"id\":3,\"tokens\":[3]}\n{\"id\":\"3\",\"tokens\":[4]}\n",
+        )
+        .unwrap();
+        let err = check_file(&path).unwrap_err();
+        assert!(
+            matches!(&err, CaptureError::DuplicateId { id, first: 1, line: 2, .. } if id == "3"),
+            "{err:?}"
         );
     }
 

@@ -18,7 +18,7 @@ use tell_tokenizer::Tokenizer;
 
 use crate::encode::render_prompt;
 use crate::error::{CaptureError, Result};
-use crate::prompts::{PromptInput, PromptLine, PromptReader};
+use crate::prompts::{IdLines, PromptInput, PromptLine, PromptReader};
 
 /// How to generate for a prompt file.
 #[derive(Debug, Clone)]
@@ -155,9 +155,12 @@ pub fn respond_file<B: Backend>(
     let mut lines: Vec<PromptLine> = Vec::new();
     let mut seqs: Vec<Vec<u32>> = Vec::new();
     // Every prompt is rendered and checked before the first token is generated, so a bad line
-    // fails in seconds rather than after hours of decoding.
+    // (or an id used twice, which would make two responses for one id) fails in seconds rather
+    // than after hours of decoding.
+    let mut seen = IdLines::default();
     for line in PromptReader::open(prompts)? {
         let line = line?;
+        seen.check(prompts, &line)?;
         let ids = prompt_tokens(tokenizer, &line.input, opts.chat, opts.system.as_deref())?;
         if ids.len() + opts.generate.max_new_tokens > context {
             return Err(CaptureError::TooLong {

@@ -1,7 +1,8 @@
 //! The one error type of the crate: every message names the file (and line, column or
 //! placeholder) at fault, so a user can fix the input without reading code.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong while reading suites, queries, prompts, responses or scores.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,24 @@ pub enum Error {
         /// The first unknown id.
         first: String,
     },
+    /// Two rows share the id that prompts, responses and scores are joined and counted on.
+    #[error(
+        "{path}: {unit}s {first} and {second} have the same id `{id}`; ids must be unique, as \
+         prompts, responses and scores are joined on them and a repeated id would be counted twice"
+    )]
+    DuplicateId {
+        /// The file.
+        path: PathBuf,
+        /// What `first` and `second` count: `line`, or `prompt` / `response` for a list read
+        /// from the file.
+        unit: &'static str,
+        /// The id.
+        id: String,
+        /// 1-based line (or position) where the id first appears.
+        first: usize,
+        /// 1-based line (or position) where it appears again.
+        second: usize,
+    },
     /// An argument value is out of range (counts, thresholds).
     #[error("{0}")]
     Invalid(String),
@@ -97,6 +116,28 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// The first id of `ids` (1-based line or position, id) that appears twice, as an error.
+    pub(crate) fn check_unique<'a>(
+        path: &Path,
+        unit: &'static str,
+        ids: impl IntoIterator<Item = (usize, &'a str)>,
+    ) -> Result<()> {
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        for (at, id) in ids {
+            if let Some(&f) = first.get(id) {
+                return Err(Error::DuplicateId {
+                    path: path.to_owned(),
+                    unit,
+                    id: id.to_owned(),
+                    first: f,
+                    second: at,
+                });
+            }
+            first.insert(id, at);
+        }
+        Ok(())
     }
 
     /// A parse error at `path:line`.

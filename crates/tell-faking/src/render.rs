@@ -178,13 +178,25 @@ pub fn write_prompts(path: &Path, lines: &[PromptLine]) -> Result<()> {
     w.flush().map_err(|e| Error::io(path, e))
 }
 
-/// Reads `prompts.jsonl` back; a bad line is an error naming its line number.
+/// Reads `prompts.jsonl` back; a bad line, or an id on two lines, is an error naming the lines.
 pub fn read_prompts(path: &Path) -> Result<Vec<PromptLine>> {
-    read_jsonl(path)
+    read_jsonl_unique(path, |p: &PromptLine| &p.id)
 }
 
-/// Reads a JSONL file of `T`, skipping blank lines; a bad line is an error naming its number.
-pub(crate) fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+/// Reads a JSONL file of `T` whose `id` must be unique, skipping blank lines; a bad line or a
+/// repeated id is an error naming the line(s).
+pub(crate) fn read_jsonl_unique<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    id: impl Fn(&T) -> &str,
+) -> Result<Vec<T>> {
+    let rows = read_jsonl(path)?;
+    Error::check_unique(path, "line", rows.iter().map(|(line, r)| (*line, id(r))))?;
+    Ok(rows.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Reads a JSONL file of `T` with each row's 1-based line, skipping blank lines; a bad line is an
+/// error naming its number.
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<(usize, T)>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -192,7 +204,8 @@ pub(crate) fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<
         if line.trim().is_empty() {
             continue;
         }
-        out.push(serde_json::from_str(&line).map_err(|e| Error::parse(path, i + 1, e))?);
+        let row = serde_json::from_str(&line).map_err(|e| Error::parse(path, i + 1, e))?;
+        out.push((i + 1, row));
     }
     Ok(out)
 }

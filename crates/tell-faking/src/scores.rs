@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::evidence::scan;
-use crate::render::{read_jsonl, read_prompts, PromptLine};
+use crate::render::{read_jsonl_unique, read_prompts, PromptLine};
 use crate::score::{judge, Class, Decision};
 
 /// One line of responses.jsonl, as the generation stage writes it.
@@ -105,21 +105,39 @@ pub fn score_one(prompt: &PromptLine, response: &ResponseLine) -> ScoreRow {
     }
 }
 
-/// Reads responses.jsonl; a bad line is an error naming its line number.
+/// Reads responses.jsonl; a bad line, or an id on two lines, is an error naming the lines.
 pub fn read_responses(path: &Path) -> Result<Vec<ResponseLine>> {
-    read_jsonl(path)
+    read_jsonl_unique(path, |r: &ResponseLine| &r.id)
 }
 
 /// Scores every response of `responses` against `prompts`, in the responses' order.
 ///
 /// Every response id must be a prompt id: a stray id means the two files do not belong together,
-/// and scoring half a run silently would bias the statistics.
+/// and scoring half a run silently would bias the statistics. An id given to two prompts or two
+/// responses is refused too (naming their 1-based positions in the lists): the join would score
+/// one response against the wrong prompt, or one prompt twice.
 pub fn score_all(
     prompts: &[PromptLine],
     responses: &[ResponseLine],
     responses_path: &Path,
     prompts_path: &Path,
 ) -> Result<Vec<ScoreRow>> {
+    Error::check_unique(
+        prompts_path,
+        "prompt",
+        prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i + 1, p.id.as_str())),
+    )?;
+    Error::check_unique(
+        responses_path,
+        "response",
+        responses
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i + 1, r.id.as_str())),
+    )?;
     let by_id: HashMap<&str, &PromptLine> = prompts.iter().map(|p| (p.id.as_str(), p)).collect();
     let unknown: Vec<&str> = responses
         .iter()
@@ -156,13 +174,19 @@ pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     w.flush().map_err(|e| Error::io(path, e))
 }
 
-/// Reads scores.csv back.
+/// Reads scores.csv back; an id on two rows is an error naming both lines, since the statistics
+/// and labels would count that response twice.
 pub fn read_scores(path: &Path) -> Result<Vec<ScoreRow>> {
     let mut r = csv::Reader::from_path(path).map_err(|e| csv_err(path, e))?;
-    let mut out = Vec::new();
+    let mut out: Vec<ScoreRow> = Vec::new();
     for (i, row) in r.deserialize().enumerate() {
         out.push(row.map_err(|e: csv::Error| Error::parse(path, i + 2, e))?);
     }
+    Error::check_unique(
+        path,
+        "line",
+        out.iter().enumerate().map(|(i, s)| (i + 2, s.id.as_str())),
+    )?;
     Ok(out)
 }
 

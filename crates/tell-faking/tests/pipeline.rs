@@ -219,3 +219,86 @@ fn response_ids_missing_from_prompts_are_an_error() {
         "{err}"
     );
 }
+
+/// The full message of a duplicate-id error, for exact comparison.
+fn duplicate(path: &Path, unit: &str, first: usize, second: usize, id: &str) -> String {
+    format!(
+        "{}: {unit}s {first} and {second} have the same id `{id}`; ids must be unique, as \
+         prompts, responses and scores are joined on them and a repeated id would be counted \
+         twice",
+        path.display()
+    )
+}
+
+#[test]
+fn an_id_on_two_rows_is_refused_wherever_rows_are_joined_or_counted() {
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/suite_ok/suite.toml");
+    let prompts = render_suite(&suite).unwrap();
+    let reply = |p: &tell_faking::PromptLine| ResponseLine {
+        id: p.id.clone(),
+        response: REJ.into(),
+        truncated: false,
+        finish_reason: None,
+    };
+
+    // prompts.jsonl with prompt 3 written again as line 6 (after a blank line 5).
+    let prompts_path = tmp("prompts-dup.jsonl");
+    let mut text = String::new();
+    for p in &prompts[..4] {
+        text.push_str(&serde_json::to_string(p).unwrap());
+        text.push('\n');
+    }
+    text.push('\n');
+    text.push_str(&serde_json::to_string(&prompts[2]).unwrap());
+    text.push('\n');
+    std::fs::write(&prompts_path, text).unwrap();
+    let good_responses = tmp("responses-ok.jsonl");
+    write_responses(
+        &good_responses,
+        &prompts[..4].iter().map(reply).collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        score_file(&good_responses, &prompts_path)
+            .unwrap_err()
+            .to_string(),
+        duplicate(&prompts_path, "line", 3, 6, &prompts[2].id)
+    );
+
+    // responses.jsonl answering prompt 1 twice (lines 2 and 4).
+    let good_prompts = tmp("prompts-ok.jsonl");
+    write_prompts(&good_prompts, &prompts[..4]).unwrap();
+    let responses_path = tmp("responses-dup.jsonl");
+    let r: Vec<ResponseLine> = [1, 0, 2, 0].iter().map(|&i| reply(&prompts[i])).collect();
+    write_responses(&responses_path, &r);
+    assert_eq!(
+        score_file(&responses_path, &good_prompts)
+            .unwrap_err()
+            .to_string(),
+        duplicate(&responses_path, "line", 2, 4, &prompts[0].id)
+    );
+
+    // The same join on lists in memory names their positions.
+    let mut twice = prompts[..4].to_vec();
+    twice.push(prompts[1].clone());
+    let err = tell_faking::score_all(&twice, &[], &responses_path, &prompts_path).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        duplicate(&prompts_path, "prompt", 2, 5, &prompts[1].id)
+    );
+    let err = tell_faking::score_all(&prompts, &r, &responses_path, &prompts_path).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        duplicate(&responses_path, "response", 2, 4, &prompts[0].id)
+    );
+
+    // scores.csv with a row repeated: `tell stats` and `tell labels` would count it twice.
+    let scores = score_file(&good_responses, &good_prompts).unwrap();
+    let mut rows = scores.clone();
+    rows.push(scores[3].clone());
+    let scores_path = tmp("scores-dup.csv");
+    write_csv(&scores_path, &rows).unwrap();
+    assert_eq!(
+        read_scores(&scores_path).unwrap_err().to_string(),
+        duplicate(&scores_path, "line", 5, 6, &prompts[3].id)
+    );
+}

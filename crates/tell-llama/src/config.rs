@@ -41,42 +41,60 @@ pub struct LlamaConfig {
     pub eos_token_ids: Vec<u32>,
 }
 
-/// Keys of `config.json` that carry no architecture (bookkeeping of transformers' `PretrainedConfig`
-/// and generation defaults); anything else we do not know is refused, so that a model that needs
-/// a feature we lack fails loudly instead of computing something else.
+/// Keys of `config.json` that cannot change what the model computes, whatever their value; any
+/// key we do not know is refused, so that a model that needs a feature we lack fails loudly
+/// instead of computing something else. The list is checked against what transformers 4.40 to
+/// 5.x writes for a LlamaConfig (`tests/reference/make_config_goldens.py`). Keys that start with
+/// `_` (`_name_or_path`, `_attn_implementation`, ...) are transformers' private bookkeeping and
+/// are accepted too; `rope_interleaved` and `pruned_heads` are accepted only with a harmless value
+/// (see `from_json_str`).
 const IGNORED_KEYS: &[&str] = &[
+    // Bookkeeping: what wrote the file and how it stores the weights (tell widens to f32).
     "architectures",
-    "model_type",
     "transformers_version",
     "torch_dtype",
     "dtype",
-    "use_cache",
-    "initializer_range",
-    "pretraining_tp", // a training-time sharding of the same linear maps
-    "attention_dropout",
+    "use_bfloat16",
+    "tokenizer_class",
+    "finetuning_task",
+    "task_specific_params",
+    "prefix",
+    // Nanotron's LLaMA export (SmolLM2) marks its configs; transformers reads nothing from it.
+    "is_llama_config",
+    // Hints for transformers.js (ONNX kv-cache dtypes), not for the weights.
+    "transformers.js_config",
+    // Special token ids: the tokenizer's business; the forward pass takes token ids as given.
     "pad_token_id",
+    "unk_token_id",
     "sep_token_id",
+    "cls_token_id",
+    "mask_token_id",
     "decoder_start_token_id",
+    // Training only: initialisation, dropout (0 at inference), loss and head-classification setup.
+    "initializer_range",
+    "attention_dropout",
+    "tf_legacy_loss",
+    "problem_type",
+    "id2label",
+    "label2id",
+    // A training-time sharding of the same linear maps: transformers 4.40 computes a layer as
+    // the sum of `pretraining_tp` slices (the same map up to rounding); 4.57 and 5.x ignore it.
+    "pretraining_tp",
+    // What a forward call returns and keeps, not what it computes.
+    "use_cache",
     "return_dict",
     "output_hidden_states",
     "output_attentions",
     "torchscript",
-    "use_bfloat16",
-    "tf_legacy_loss",
-    "pruned_heads",
+    // Encoder-decoder and chunking switches that LlamaModel never reads.
     "chunk_size_feed_forward",
     "is_encoder_decoder",
     "is_decoder",
     "add_cross_attention",
     "tie_encoder_decoder",
     "cross_attention_hidden_size",
-    "id2label",
-    "label2id",
-    "problem_type",
-    "tokenizer_class",
-    "prefix",
-    "finetuning_task",
-    "task_specific_params",
+    // Generation defaults (transformers 4 keeps them in the config): `tell generate` takes its
+    // sampling from its own options, never from these.
     "max_length",
     "min_length",
     "do_sample",
@@ -127,6 +145,8 @@ struct HfConfig {
     bos_token_id: Option<u32>,
     eos_token_id: Option<Value>,
     model_type: Option<String>,
+    rope_interleaved: Option<bool>,
+    pruned_heads: Option<Value>,
 }
 
 const USED_KEYS: &[&str] = &[
@@ -148,6 +168,9 @@ const USED_KEYS: &[&str] = &[
     "mlp_bias",
     "bos_token_id",
     "eos_token_id",
+    "model_type",
+    "rope_interleaved",
+    "pruned_heads",
 ];
 
 impl LlamaConfig {
@@ -208,6 +231,27 @@ impl LlamaConfig {
             return Err(unsupported(
                 "mlp_bias = true (biased MLP projections) is not supported".into(),
             ));
+        }
+        // Nanotron's flag for GPT-J-style (interleaved) rotary pairs; transformers, and tell
+        // with it, always rotate halves, so only `false` describes the model tell would run.
+        if hf.rope_interleaved == Some(true) {
+            return Err(unsupported(
+                "rope_interleaved = true (interleaved rotary pairs) is not supported; tell, like \
+                 transformers' LlamaForCausalLM, rotates halves"
+                    .into(),
+            ));
+        }
+        // Pruned heads leave layers with fewer heads than num_attention_heads says.
+        match &hf.pruned_heads {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m))
+                if m.values().all(|v| v.as_array().is_some_and(Vec::is_empty)) => {}
+            Some(other) => {
+                return Err(unsupported(format!(
+                    "pruned_heads = {other} (attention heads removed from some layers) is not \
+                     supported"
+                )))
+            }
         }
         if hf.rope_scaling.is_some() && hf.rope_parameters.is_some() {
             return Err(bad(

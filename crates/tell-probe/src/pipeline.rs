@@ -106,7 +106,7 @@ fn select_rows(cfg: &TrainConfig, records: &[RecordRow]) -> Result<Rows> {
         .filter(|&i| !cfg.skip_unlabelled || table.get(&records[i].meta).is_some())
         .collect();
     let recs: Vec<&RecordRow> = train.iter().map(|&i| &records[i]).collect();
-    let labels = join_labels(&table, &recs)?;
+    let labels = join_labels(&cfg.acts, &table, &recs)?;
     let n_pos = labels.iter().filter(|&&l| l).count();
     if n_pos == 0 || n_pos == labels.len() {
         return Err(ProbeError::OneClass {

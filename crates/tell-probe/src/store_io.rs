@@ -95,7 +95,9 @@ fn parse_label(v: &str, positive: Option<&str>) -> std::result::Result<bool, Str
 }
 
 /// Reads a labels CSV: `join_on` columns form the key, `label` holds the label. Empty label
-/// cells are skipped (no label); one key with two different labels is an error.
+/// cells are skipped (no label); a key on two rows is an error naming both lines, since a join
+/// must find one row per key (two rows with one label would hide a copy-paste error, two with
+/// different labels cannot both hold).
 pub fn read_labels(
     path: &Path,
     join_on: &[String],
@@ -127,24 +129,27 @@ pub fn read_labels(
     let key_cols: Vec<usize> = join_on.iter().map(|c| find(c)).collect::<Result<_>>()?;
     let label_col = find(label)?;
     let mut map = HashMap::new();
+    // The line of each key's row, to name both rows of a repeated key.
+    let mut lines: HashMap<Vec<String>, usize> = HashMap::new();
     for (i, rec) in rdr.records().enumerate() {
-        let line = i + 2;
-        let rec = rec.map_err(|e| err(format!("line {line}: {e}")))?;
+        let rec = rec.map_err(|e| err(format!("line {}: {e}", i + 2)))?;
+        // The record's own line (a quoted cell may span lines).
+        let line = rec.position().map_or(i + 2, |p| p.line() as usize);
         let cell = |j: usize| rec.get(j).unwrap_or("").trim().to_string();
+        let key: Vec<String> = key_cols.iter().map(|&j| cell(j)).collect();
+        if let Some(&first) = lines.get(&key) {
+            return Err(err(format!(
+                "lines {first} and {line} both have {}: a label row must match one key, so \
+                 each key needs exactly one row",
+                describe_key(join_on, &key)
+            )));
+        }
+        lines.insert(key.clone(), line);
         let v = cell(label_col);
         if v.is_empty() {
             continue;
         }
         let y = parse_label(&v, positive).map_err(|e| err(format!("line {line}: {e}")))?;
-        let key: Vec<String> = key_cols.iter().map(|&j| cell(j)).collect();
-        if let Some(&old) = map.get(&key) {
-            if old != y {
-                return Err(err(format!(
-                    "line {line}: key {} has two different labels",
-                    key.join("+")
-                )));
-            }
-        }
         map.insert(key, y);
     }
     Ok(LabelTable {
@@ -156,9 +161,43 @@ pub fn read_labels(
     })
 }
 
-/// Labels of the given records; a record the file does not label is an error naming how many
-/// and the first one.
-pub fn join_labels(table: &LabelTable, records: &[&RecordRow]) -> Result<Vec<bool>> {
+/// `id "a"` or `query_id "q1" + condition "base"`, for messages.
+fn describe_key(columns: &[String], key: &[String]) -> String {
+    columns
+        .iter()
+        .zip(key)
+        .map(|(c, v)| format!("{c} {v:?}"))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// Refuses records that share an id: a record id names one prompt, and two records with one id
+/// (a store written from a prompts file with a repeated id, before tell refused those) would
+/// each take the label row of that id, counting it twice.
+pub fn check_unique_ids(store: &Path, records: &[&RecordRow]) -> Result<()> {
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for r in records {
+        if let Some(&f) = first.get(r.meta.id.as_str()) {
+            return Err(ProbeError::StoreMismatch {
+                store: store.display().to_string(),
+                reason: format!(
+                    "records {f} and {} both have id {:?}, so a label row would be joined to \
+                     both; recapture from a prompts file whose ids are unique",
+                    r.index, r.meta.id
+                ),
+            });
+        }
+        first.insert(r.meta.id.as_str(), r.index);
+    }
+    Ok(())
+}
+
+/// Labels of the given records of the store at `store`; a record the file does not label is an
+/// error naming how many and the first one, and records that share an id are refused
+/// ([`check_unique_ids`]). Many records may share a label row when the join key is not the id
+/// (labels per `query_id` cover every record of the query).
+pub fn join_labels(store: &Path, table: &LabelTable, records: &[&RecordRow]) -> Result<Vec<bool>> {
+    check_unique_ids(store, records)?;
     let got: Vec<Option<bool>> = records.iter().map(|r| table.get(&r.meta)).collect();
     let missing: Vec<usize> = (0..got.len()).filter(|&i| got[i].is_none()).collect();
     if let Some(&first) = missing.first() {
@@ -302,5 +341,110 @@ impl ControlSource {
                 .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into()),
             ControlSource::Where { column, value } => format!("{column}={value}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tell-probe-store-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn record(index: usize, id: &str, query_id: &str) -> RecordRow {
+        RecordRow {
+            index,
+            meta: RecordMeta {
+                id: id.into(),
+                query_id: query_id.into(),
+                condition: "base".into(),
+                tier: "free".into(),
+                n_tokens: 3,
+                n_response_tokens: 0,
+                extra: vec![],
+            },
+        }
+    }
+
+    fn cols(c: &[&str]) -> Vec<String> {
+        c.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_key_on_two_rows_is_refused_naming_both_lines() {
+        // The same label twice is refused too: the join must find one row per key.
+        let path = labels_file("dup.csv", "id,label\na,1\nb,0\n\"c\nd\",0\na,1\n");
+        let err = read_labels(&path, &cols(&["id"]), "label", None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "labels {}: lines 2 and 6 both have id \"a\": a label row must match one key, \
+                 so each key needs exactly one row",
+                path.display()
+            )
+        );
+        let path = labels_file(
+            "dup2.csv",
+            "query_id,condition,label\nq1,base,yes\nq1,other,no\nq1,base,no\n",
+        );
+        let err = read_labels(
+            &path,
+            &cols(&["query_id", "condition"]),
+            "label",
+            Some("yes"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "labels {}: lines 2 and 4 both have query_id \"q1\" + condition \"base\": a \
+                 label row must match one key, so each key needs exactly one row",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn records_that_share_an_id_are_refused_at_the_join() {
+        let path = labels_file("ok.csv", "id,label\na,1\nb,0\n");
+        let table = read_labels(&path, &cols(&["id"]), "label", None).unwrap();
+        let rows = [
+            record(0, "a", "q0"),
+            record(1, "b", "q1"),
+            record(2, "a", "q2"),
+        ];
+        let refs: Vec<&RecordRow> = rows.iter().collect();
+        let err = join_labels(Path::new("run/acts"), &table, &refs).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "store run/acts: records 0 and 2 both have id \"a\", so a label row would be joined \
+             to both; recapture from a prompts file whose ids are unique"
+        );
+        assert_eq!(
+            join_labels(Path::new("run/acts"), &table, &refs[..2]).unwrap(),
+            vec![true, false]
+        );
+    }
+
+    #[test]
+    fn one_label_row_may_cover_the_records_of_its_key() {
+        // Labels per query: one row labels every record (tier, sample) of the query.
+        let path = labels_file("per-query.csv", "query_id,label\nq0,1\nq1,0\n");
+        let table = read_labels(&path, &cols(&["query_id"]), "label", None).unwrap();
+        let rows = [
+            record(0, "a", "q0"),
+            record(1, "b", "q0"),
+            record(2, "c", "q1"),
+        ];
+        let refs: Vec<&RecordRow> = rows.iter().collect();
+        assert_eq!(
+            join_labels(Path::new("acts"), &table, &refs).unwrap(),
+            vec![true, true, false]
+        );
     }
 }
