@@ -10,6 +10,6 @@ pub mod spec;
 pub use error::{InterveneError, Result};
 pub use patch::{
     check_pairs, parse_metric, patch_map, patch_sources, read_prompts, run_patch, LogitDiff,
-    PatchCell, PatchMap, PatchOptions, PatchReport, Prompts,
+    MapSpec, PatchCell, PatchMap, PatchOptions, PatchReport, Prompts,
 };
 pub use spec::{load_vector, EditSpec, Spec, SpecFile, Vector};

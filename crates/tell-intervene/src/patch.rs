@@ -26,7 +26,12 @@ pub struct Prompts {
 }
 
 /// Reads and encodes a prompt file for a checkpoint (text is rendered as a chat when `chat`).
-pub fn read_prompts(ck: &Checkpoint, path: &Path, chat: bool, system: Option<&str>) -> Result<Prompts> {
+pub fn read_prompts(
+    ck: &Checkpoint,
+    path: &Path,
+    chat: bool,
+    system: Option<&str>,
+) -> Result<Prompts> {
     let summary = check_file(path)?;
     let cfg = &ck.config;
     let mut encoder = Encoder::new(path, cfg.max_position_embeddings, cfg.vocab_size, None);
@@ -37,7 +42,9 @@ pub fn read_prompts(ck: &Checkpoint, path: &Path, chat: bool, system: Option<&st
         }
         .map_err(|e| InterveneError::Source {
             path: path.to_path_buf(),
-            message: format!("line {line}: text needs the model's tokenizer, which cannot be loaded: {e}"),
+            message: format!(
+                "line {line}: text needs the model's tokenizer, which cannot be loaded: {e}"
+            ),
         })?;
         encoder = encoder.with_tokenizer(tokenizer, chat, system.map(str::to_string));
     }
@@ -66,7 +73,8 @@ pub fn patch_sources<B: Backend>(
     for chunk in sources.chunks(batch_size.max(1)) {
         let batch = Batch::left_padded(chunk, 0)?;
         let mut output = llama.forward(&batch, sites, Logits::None)?;
-        let mut values: Vec<PatchValues> = chunk.iter().map(|s| PatchValues::new(s.len())).collect();
+        let mut values: Vec<PatchValues> =
+            chunk.iter().map(|s| PatchValues::new(s.len())).collect();
         for site in sites {
             let t = output
                 .captures
@@ -171,25 +179,51 @@ fn metric_rows<B: Backend>(
         .collect())
 }
 
+/// What a patching map patches and measures.
+#[derive(Debug, Clone, Copy)]
+pub struct MapSpec<'a> {
+    /// Hooks patched.
+    pub hooks: &'a [Hook],
+    /// Layers patched.
+    pub layers: &'a [usize],
+    /// The metric.
+    pub metric: LogitDiff,
+    /// Patched copies of the target per forward pass.
+    pub batch_size: usize,
+}
+
 /// Patches every (hook, layer, target position) alone from `source` into `target` and measures
-/// the metric; `batch_size` patched copies of the target run at once.
+/// the metric. Cells carry the rounding of batched products (about 1e-6 of the metric).
 pub fn patch_map<B: Backend>(
     llama: &Llama<B>,
     source: &[u32],
     target: &[u32],
     target_prompt_len: usize,
-    hooks: &[Hook],
-    layers: &[usize],
-    metric: LogitDiff,
-    batch_size: usize,
+    spec: MapSpec<'_>,
 ) -> Result<PatchMap> {
+    let MapSpec {
+        hooks,
+        layers,
+        metric,
+        batch_size,
+    } = spec;
     let sites: Vec<Site> = hooks
         .iter()
         .flat_map(|&hook| layers.iter().map(move |&layer| Site::Block { layer, hook }))
         .collect();
     let src = patch_sources(llama, &[source.to_vec()], &sites, 1)?.remove(0);
-    let m_target = metric_rows(llama, &Batch::left_padded(&[target.to_vec()], 0)?, None, metric)?[0];
-    let m_source = metric_rows(llama, &Batch::left_padded(&[source.to_vec()], 0)?, None, metric)?[0];
+    let m_target = metric_rows(
+        llama,
+        &Batch::left_padded(&[target.to_vec()], 0)?,
+        None,
+        metric,
+    )?[0];
+    let m_source = metric_rows(
+        llama,
+        &Batch::left_padded(&[source.to_vec()], 0)?,
+        None,
+        metric,
+    )?[0];
     // One patch edit per hook at every layer; each row's source holds one site and position.
     let iv = Intervention {
         edits: hooks
@@ -313,7 +347,10 @@ pub fn parse_metric(text: &str, ck: &Checkpoint) -> Result<LogitDiff> {
             .unwrap_or_default();
         match ids.as_slice() {
             [id] => Ok(*id),
-            _ => Err(bad(format!("{s:?} encodes to {} tokens {ids:?}, not one", ids.len()))),
+            _ => Err(bad(format!(
+                "{s:?} encodes to {} tokens {ids:?}, not one",
+                ids.len()
+            ))),
         }
     };
     let metric = LogitDiff {
@@ -368,10 +405,12 @@ pub fn run_patch<B: Backend>(
             &s.tokens[i],
             &t.tokens[i],
             t.prompt_lens[i],
-            &sel.hooks,
-            &sel.layers,
-            metric,
-            opts.batch_size,
+            MapSpec {
+                hooks: &sel.hooks,
+                layers: &sel.layers,
+                metric,
+                batch_size: opts.batch_size,
+            },
         )?;
         for c in &map.cells {
             csv.push_str(&format!(

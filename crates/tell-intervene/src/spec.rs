@@ -89,7 +89,13 @@ impl Spec {
                 .edit
                 .into_iter()
                 .enumerate()
-                .map(|(i, e)| (format!("{} edit {}", path.display(), i + 1), base.clone(), e))
+                .map(|(i, e)| {
+                    (
+                        format!("{} edit {}", path.display(), i + 1),
+                        base.clone(),
+                        e,
+                    )
+                })
                 .collect(),
         })
     }
@@ -201,7 +207,10 @@ fn resolve_edit(origin: &str, base: &Path, e: &EditSpec, cfg: &LlamaConfig) -> R
         .map_err(|e| err("positions", e.to_string()))?;
     let unexpected = |field: &str, present: bool, ops: &str| {
         if present {
-            Err(err(field, format!("`{field}` belongs to {ops}, not `{}`", e.op)))
+            Err(err(
+                field,
+                format!("`{field}` belongs to {ops}, not `{}`", e.op),
+            ))
         } else {
             Ok(())
         }
@@ -274,7 +283,8 @@ pub fn load_vector(path: &Path, d: usize) -> Result<Vector> {
         Some((f, n)) if f.ends_with(".safetensors") => (PathBuf::from(f), Some(n.to_string())),
         _ => (path.to_path_buf(), None),
     };
-    let mut vector = if file.is_dir() || file.file_name().is_some_and(|f| f == "probe.safetensors") {
+    let mut vector = if file.is_dir() || file.file_name().is_some_and(|f| f == "probe.safetensors")
+    {
         let dir = if file.is_dir() {
             file.clone()
         } else {
@@ -385,13 +395,17 @@ fn read_safetensors(path: &Path, name: Option<&str>) -> std::result::Result<Vec<
     let names = st.names();
     let name = match name {
         Some(n) => n.to_string(),
-        None if names.iter().any(|n| *n == "direction_raw") => "direction_raw".to_string(),
+        None if names.contains(&"direction_raw") => "direction_raw".to_string(),
         None if names.len() == 1 => names[0].to_string(),
         None => {
             return Err(format!(
                 "holds {} tensors ({}); name one as FILE.safetensors#NAME",
                 names.len(),
-                names.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                names
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         }
     };
@@ -402,7 +416,10 @@ fn read_safetensors(path: &Path, name: Option<&str>) -> std::result::Result<Vec<
         return Err(format!("{name}: dtype {:?}, expected F32", t.dtype()));
     }
     if !matches!(t.shape(), [_] | [1, _]) {
-        return Err(format!("{name}: shape {:?}, expected [d] or [1, d]", t.shape()));
+        return Err(format!(
+            "{name}: shape {:?}, expected [d] or [1, d]",
+            t.shape()
+        ));
     }
     Ok(t.data()
         .chunks_exact(4)
@@ -454,7 +471,10 @@ mod tests {
         let from_args = Spec::from_args(&args).unwrap().resolve(&cfg).unwrap();
         assert_eq!(from_file, from_args);
         let e = &from_file.edits[0];
-        assert_eq!((e.hook, e.layers.clone(), e.span.clone()), (Hook::ResidPost, vec![0, 2], Span::Last));
+        assert_eq!(
+            (e.hook, e.layers.clone(), e.span.clone()),
+            (Hook::ResidPost, vec![0, 2], Span::Last)
+        );
         assert_eq!(
             e.op,
             Op::Add {
@@ -462,7 +482,13 @@ mod tests {
                 vector: std::sync::Arc::new(v)
             }
         );
-        assert_eq!(from_file.edits[1].op, Op::Noise { sigma: 0.5, seed: 3 });
+        assert_eq!(
+            from_file.edits[1].op,
+            Op::Noise {
+                sigma: 0.5,
+                seed: 3
+            }
+        );
     }
 
     #[test]
@@ -471,21 +497,61 @@ mod tests {
         let cfg = cfg();
         let d = cfg.hidden_size;
         npy(&tmp.path().join("wide.npy"), &vec![1.0; d + 1]);
-        std::fs::write(tmp.path().join("cut.npy"), &tell_store::npy_header("<f4", &[d])).unwrap();
+        std::fs::write(
+            tmp.path().join("cut.npy"),
+            tell_store::npy_header("<f4", &[d]),
+        )
+        .unwrap();
         let wide = tmp.path().join("wide.npy").display().to_string();
         let cut = tmp.path().join("cut.npy").display().to_string();
         for (edit, want) in [
-            (format!("add site=resid_post layers=0 alpha=1 vector={wide}"), format!("wide.npy: the vector has {} values, the model's hidden size is {d}", d + 1)),
-            (format!("add site=resid_post layers=0 alpha=1 vector={cut}"), "cut.npy: 0 data bytes".to_string()),
-            ("add site=resid_post layers=0 alpha=1".into(), "vector: `add` needs `vector`".into()),
-            ("noise site=resid_post layers=9 sigma=1".into(), "layers: --layers \"9\": layer 9 is out of range".into()),
-            ("noise site=logits layers=0 sigma=1".into(), "site: \"logits\" is not a block site".into()),
-            ("noise site=resid_post layers=0".into(), "sigma: `noise` needs `sigma`".into()),
-            ("noise site=resid_post layers=0 sigma=-1".into(), "sigma: -1 is not a finite value".into()),
-            ("steer site=resid_post layers=0".into(), "op: unknown op \"steer\"".into()),
-            ("patch site=resid_post layers=0 alpha=2".into(), "alpha: `alpha` belongs to add".into()),
-            ("patch site=resid_post layers=0 colour=red".into(), "unknown field `colour`".into()),
-            ("patch site=resid_post positions=9-3 layers=0".into(), "positions: bad input: positions \"9-3\": a range is backwards".into()),
+            (
+                format!("add site=resid_post layers=0 alpha=1 vector={wide}"),
+                format!(
+                    "wide.npy: the vector has {} values, the model's hidden size is {d}",
+                    d + 1
+                ),
+            ),
+            (
+                format!("add site=resid_post layers=0 alpha=1 vector={cut}"),
+                "cut.npy: 0 data bytes".to_string(),
+            ),
+            (
+                "add site=resid_post layers=0 alpha=1".into(),
+                "vector: `add` needs `vector`".into(),
+            ),
+            (
+                "noise site=resid_post layers=9 sigma=1".into(),
+                "layers: --layers \"9\": layer 9 is out of range".into(),
+            ),
+            (
+                "noise site=logits layers=0 sigma=1".into(),
+                "site: \"logits\" is not a block site".into(),
+            ),
+            (
+                "noise site=resid_post layers=0".into(),
+                "sigma: `noise` needs `sigma`".into(),
+            ),
+            (
+                "noise site=resid_post layers=0 sigma=-1".into(),
+                "sigma: -1 is not a finite value".into(),
+            ),
+            (
+                "steer site=resid_post layers=0".into(),
+                "op: unknown op \"steer\"".into(),
+            ),
+            (
+                "patch site=resid_post layers=0 alpha=2".into(),
+                "alpha: `alpha` belongs to add".into(),
+            ),
+            (
+                "patch site=resid_post layers=0 colour=red".into(),
+                "unknown field `colour`".into(),
+            ),
+            (
+                "patch site=resid_post positions=9-3 layers=0".into(),
+                "positions: bad input: positions \"9-3\": a range is backwards".into(),
+            ),
         ] {
             let err = Spec::from_args(std::slice::from_ref(&edit))
                 .and_then(|s| s.resolve(&cfg))
@@ -496,6 +562,9 @@ mod tests {
         let file = tmp.path().join("empty.toml");
         std::fs::write(&file, "").unwrap();
         let err = Spec::from_file(&file).unwrap_err().to_string();
-        assert!(err.contains("empty.toml: edit: no [[edit]] tables"), "{err}");
+        assert!(
+            err.contains("empty.toml: edit: no [[edit]] tables"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,318 @@
+//! Interventions through the binary: `tell forward --edit/--intervene` against the transformers
+//! hook goldens (`tests/parity/make_intervention_goldens.py`), `tell patch` maps whose values
+//! are known exactly, and bad specs refused before any model work.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use safetensors::SafeTensors;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn model_dir(name: &str) -> PathBuf {
+    repo().join("tests/parity/models").join(name)
+}
+
+fn tell(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tell"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run tell")
+}
+
+fn ok(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tell failed: {err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails_with(out: &Output, want: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains(want), "expected {want:?} in: {err}");
+}
+
+fn golden_tensor(name: &str, file: &str, key: &str) -> Vec<f32> {
+    let bytes = std::fs::read(model_dir(name).join(file)).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensor(key)
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn prompts(name: &str) -> Vec<Vec<u32>> {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model_dir(name).join("golden.json")).unwrap())
+            .unwrap();
+    serde_json::from_value(meta["prompts"].clone()).unwrap()
+}
+
+fn write_npy(path: &Path, values: &[f32]) {
+    let mut bytes = tell_store::npy_header("<f4", &[values.len()]);
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn ids(tokens: &[u32]) -> String {
+    tokens
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `tell forward --json` top-k as (token, logit) pairs.
+fn top(out: &str) -> Vec<(usize, f32)> {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(out).unwrap();
+    rows.iter()
+        .map(|r| {
+            (
+                r["token"].as_u64().unwrap() as usize,
+                r["logit"].as_f64().unwrap() as f32,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn forward_with_edits_matches_transformers_hooks() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["gqa", "tied"] {
+        let model = model_dir(name);
+        let prompt = ids(&prompts(name)[0]);
+        let vocab_logits = |case: &str| {
+            let all = golden_tensor(name, "interventions.safetensors", &format!("{case}.logits"));
+            let t = prompts(name)[0].len();
+            let vocab = all.len() / t;
+            all[(t - 1) * vocab..].to_vec()
+        };
+        for (case, edit, spec) in [
+            (
+                "add_attn_out_l1_all",
+                "add site=attn_out layers=1 alpha=2.5",
+                "op = \"add\"\nsite = \"attn_out\"\nlayers = 1\nalpha = 2.5",
+            ),
+            (
+                "ablate_resid_pre_all_layers",
+                "ablate site=resid_pre layers=all",
+                "op = \"ablate\"\nsite = \"hook_resid_pre\"\nlayers = \"all\"",
+            ),
+            (
+                "add_resid_post_l0_pos2to4",
+                "add site=resid_post layers=0 positions=2-4 alpha=-4",
+                "op = \"add\"\nsite = \"resid_post\"\nlayers = \"0\"\npositions = \"2-4\"\nalpha = -4.0",
+            ),
+        ] {
+            let v = golden_tensor(name, "interventions.safetensors", &format!("vector.{case}"));
+            let npy = tmp.path().join(format!("{name}-{case}.npy"));
+            write_npy(&npy, &v);
+            let reference = vocab_logits(case);
+            let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let edit = format!("{edit} vector={}", npy.display());
+            let toml = tmp.path().join(format!("{name}-{case}.toml"));
+            std::fs::write(
+                &toml,
+                format!("[[edit]]\n{spec}\nvector = \"{name}-{case}.npy\"\n"),
+            )
+            .unwrap();
+            let m = model.to_str().unwrap();
+            let outs = [
+                tell(&["forward", m, "--tokens", &prompt, "--json", "--top", "5", "--edit", &edit]),
+                tell(&[
+                    "forward", m, "--tokens", &prompt, "--json", "--top", "5", "--intervene",
+                    toml.to_str().unwrap(),
+                ]),
+            ];
+            let plain = top(&ok(&tell(&["forward", m, "--tokens", &prompt, "--json"])));
+            for out in &outs {
+                let got = top(&ok(out));
+                let mut want: Vec<(usize, f32)> = reference.iter().copied().enumerate().collect();
+                want.sort_by(|a, b| b.1.total_cmp(&a.1));
+                for ((t, l), (wt, wl)) in got.iter().zip(&want) {
+                    assert_eq!(t, wt, "{name} {case}: top tokens differ");
+                    let err = (l - wl).abs() / scale;
+                    assert!(err <= 1e-4, "{name} {case}: token {t} logit rel err {err}");
+                }
+                assert_ne!(got, plain, "{name} {case}: the edit changed nothing");
+            }
+        }
+    }
+}
+
+#[test]
+fn patching_maps_restore_exactly_where_the_prompts_differ() {
+    let tmp = tempfile::tempdir().unwrap();
+    let name = "gqa";
+    let clean = prompts(name)[0].clone();
+    let mut corrupt = clean.clone();
+    corrupt[3] = if clean[3] == 5 { 6 } else { 5 };
+    let line = |id: &str, t: &[u32]| format!("{}\n", serde_json::json!({"id": id, "tokens": t}));
+    let source = tmp.path().join("source.jsonl");
+    let target = tmp.path().join("target.jsonl");
+    std::fs::write(&source, line("clean", &clean)).unwrap();
+    std::fs::write(&target, line("corrupt", &corrupt)).unwrap();
+    let out = tmp.path().join("patch");
+    ok(&tell(&[
+        "patch",
+        "--model",
+        model_dir(name).to_str().unwrap(),
+        "--source",
+        source.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--sites",
+        "resid_pre,resid_post",
+        "--metric",
+        "logit-diff:10,20",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let mut rdr = csv::Reader::from_path(out.join("patch.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    let layers = 3;
+    assert_eq!(rows.len(), 2 * layers * clean.len());
+    let restored = |site: &str, layer: usize, pos: usize| -> f32 {
+        let r = rows
+            .iter()
+            .find(|r| r[3] == *site && r[4] == *layer.to_string() && r[5] == *pos.to_string())
+            .unwrap();
+        r[10].parse().unwrap()
+    };
+    // Patched copies run 8 to a batch and the unpatched metric alone: products over other row
+    // counts round differently in the last bits, so "exactly" is within 1e-5.
+    let near = |got: f32, want: f32, what: &str| {
+        assert!(
+            (got - want).abs() <= 1e-5,
+            "{what}: restored {got}, expected {want}"
+        );
+    };
+    let last = clean.len() - 1;
+    for pos in 0..clean.len() {
+        // Before any block, only the changed token differs: patching it restores everything,
+        // patching any other position (already equal) restores nothing.
+        let want = if pos == 3 { 1.0 } else { 0.0 };
+        near(
+            restored("hook_resid_pre", 0, pos),
+            want,
+            &format!("resid_pre 0 at {pos}"),
+        );
+        // The metric reads the last position only, and the last block's output there is all the
+        // head sees.
+        if pos != last {
+            near(
+                restored("hook_resid_post", layers - 1, pos),
+                0.0,
+                &format!("at {pos}"),
+            );
+        }
+    }
+    near(
+        restored("hook_resid_post", layers - 1, last),
+        1.0,
+        "last block, last position",
+    );
+    // Positions before the change see the same tokens in both prompts: nothing to restore.
+    for layer in 0..layers {
+        for pos in 0..3 {
+            near(
+                restored("hook_resid_post", layer, pos),
+                0.0,
+                &format!("{layer} {pos}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_interventions_are_refused_before_any_model_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_dir("gqa");
+    let m = m.to_str().unwrap();
+    let wide = tmp.path().join("wide.npy");
+    write_npy(&wide, &[1.0; 65]);
+    let edit = format!(
+        "add site=resid_post layers=0 alpha=1 vector={}",
+        wide.display()
+    );
+    fails_with(
+        &tell(&["forward", m, "--tokens", "1,2,3", "--edit", &edit]),
+        "wide.npy: the vector has 65 values, the model's hidden size is 64",
+    );
+    fails_with(
+        &tell(&[
+            "forward",
+            m,
+            "--tokens",
+            "1,2,3",
+            "--edit",
+            "noise site=resid_post layers=5 sigma=1",
+        ]),
+        "layers: --layers \"5\": layer 5 is out of range: the model has layers 0..=2",
+    );
+    fails_with(
+        &tell(&[
+            "forward",
+            m,
+            "--tokens",
+            "1,2,3",
+            "--edit",
+            "patch site=resid_post layers=0",
+        ]),
+        "a patch edit needs source values",
+    );
+    let spec = tmp.path().join("spec.toml");
+    std::fs::write(&spec, "[[edit]]\nop = \"add\"\nsite = \"resid_post\"\nlayers = 0\nalpha = 1.0\nvector = \"missing.npy\"\n").unwrap();
+    fails_with(
+        &tell(&[
+            "forward",
+            m,
+            "--tokens",
+            "1,2,3",
+            "--intervene",
+            spec.to_str().unwrap(),
+        ]),
+        "missing.npy",
+    );
+    // Patch pairs: line counts must match; the metric's tokens must exist.
+    let two = tmp.path().join("two.jsonl");
+    let one = tmp.path().join("one.jsonl");
+    std::fs::write(
+        &two,
+        "{\"id\":\"a\",\"tokens\":[1,2]}\n{\"id\":\"b\",\"tokens\":[1,3]}\n",
+    )
+    .unwrap();
+    std::fs::write(&one, "{\"id\":\"a\",\"tokens\":[1,2]}\n").unwrap();
+    let out = tmp.path().join("p");
+    let patch = |source: &Path, target: &Path, metric: &str| {
+        tell(&[
+            "patch",
+            "--model",
+            m,
+            "--source",
+            source.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+            "--metric",
+            metric,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    fails_with(
+        &patch(&two, &one, "logit-diff:1,2"),
+        "two.jsonl: 2 source lines for 1 target lines",
+    );
+    fails_with(
+        &patch(&one, &one, "logit-diff:1,999"),
+        "token 999 is outside the vocabulary (size 96)",
+    );
+    fails_with(&patch(&one, &one, "logits:1,2"), "expected logit-diff:A,B");
+    assert!(!out.join("patch.csv").exists());
+}
