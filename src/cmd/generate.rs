@@ -56,6 +56,8 @@ pub struct Args {
     /// Print JSON (for --prompt).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    edits: super::intervene::EditArgs,
 }
 
 /// Generates for one prompt or a file of prompts.
@@ -75,6 +77,10 @@ pub fn run(args: Args) -> Result<()> {
     let tokenizer = Tokenizer::load(&args.model)
         .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
     let model = Llama::<CpuBackend>::load(&args.model, &Default::default())?;
+    let intervention = args.edits.resolve(model.config())?;
+    if intervention.as_ref().is_some_and(|iv| iv.patches()) {
+        bail!("a patch edit needs source values: use `tell patch`, or `tell capture --patch-from`");
+    }
     let opts = RespondOptions {
         generate: GenerateOptions {
             max_new_tokens: args.max_new_tokens,
@@ -84,6 +90,8 @@ pub fn run(args: Args) -> Result<()> {
             seed: args.seed,
             stop_tokens: Vec::new(),
             pad_token: tokenizer.eos_token_id().unwrap_or(0),
+            intervention: intervention.map(std::sync::Arc::new),
+            patches: None,
         },
         stop_strings: args.stop.clone(),
         batch_size: args.batch_size,

@@ -22,6 +22,7 @@
 pub mod capture;
 pub mod encode;
 mod error;
+pub mod patch;
 pub mod prompts;
 pub mod respond;
 pub mod sites;
@@ -31,6 +32,7 @@ pub use capture::{
 };
 pub use encode::{render_prompt, Encoded, Encoder, Truncate};
 pub use error::{CaptureError, Result};
+pub use patch::patch_sources;
 pub use prompts::{
     check_file, parse_line, ChatMessage, IdLines, PromptInput, PromptLine, PromptReader,
     PromptsSummary, ResponseInput,

@@ -5,8 +5,11 @@ use std::ops::ControlFlow;
 
 use burn::tensor::backend::Backend;
 
+use std::sync::Arc;
+
 use crate::batch::Batch;
 use crate::error::{Error, Result};
+use crate::intervene::{Edits, Intervention, PatchValues, RowEdit};
 use crate::model::{KvCache, Llama, Logits};
 
 /// How to pick tokens and when to stop.
@@ -27,6 +30,11 @@ pub struct GenerateOptions {
     pub stop_tokens: Vec<u32>,
     /// Token that fills left padding (never seen by the model: padding is masked).
     pub pad_token: u32,
+    /// Edits applied at every step, prompt and new tokens alike (positions from the prompt
+    /// length on are `response`); each prompt's noise stream is keyed by its index.
+    pub intervention: Option<Arc<Intervention>>,
+    /// Per prompt, the values `patch` edits copy in (required when the intervention patches).
+    pub patches: Option<Arc<Vec<Arc<PatchValues>>>>,
 }
 
 impl Default for GenerateOptions {
@@ -39,6 +47,8 @@ impl Default for GenerateOptions {
             seed: 0,
             stop_tokens: Vec::new(),
             pad_token: 0,
+            intervention: None,
+            patches: None,
         }
     }
 }
@@ -126,6 +136,22 @@ pub fn generate_queued<B: Backend>(
     }
     let batch_size = batch_size.max(1);
     let vocab = model.config().vocab_size;
+    if let Some(iv) = &opts.intervention {
+        iv.check(model.config())?;
+        let patches = opts.patches.as_ref().map_or(0, |p| p.len());
+        if iv.patches() && patches != prompts.len() {
+            return Err(Error::Input(format!(
+                "the intervention patches, and {patches} patch sources were given for {} prompts",
+                prompts.len()
+            )));
+        }
+    }
+    // What the intervention needs to know of prompt `i`.
+    let row_edit = |i: usize| RowEdit {
+        prompt_len: prompts[i].len(),
+        key: i as u64,
+        patch: opts.patches.as_ref().and_then(|p| p.get(i).cloned()),
+    };
     let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
     let mut samplers: Vec<Sampler> = (0..prompts.len())
         .map(|i| Sampler::new(opts.seed, i as u64))
@@ -142,7 +168,12 @@ pub fn generate_queued<B: Backend>(
             let take: Vec<usize> = waiting.by_ref().take(free).collect();
             let group: Vec<Vec<u32>> = take.iter().map(|&i| prompts[i].clone()).collect();
             let batch = Batch::left_padded(&group, opts.pad_token)?;
-            let (out, fresh) = model.prefill(&batch, &[], Logits::Last)?;
+            let rows: Vec<RowEdit> = take.iter().map(|&i| row_edit(i)).collect();
+            let edits = opts.intervention.as_deref().map(|iv| Edits {
+                intervention: iv,
+                rows: &rows,
+            });
+            let (out, fresh) = model.prefill_with(&batch, &[], Logits::Last, edits)?;
             values
                 .extend(host(out.logits.ok_or_else(|| {
                     Error::Input("prefill produced no logits".into())
@@ -197,7 +228,12 @@ pub fn generate_queued<B: Backend>(
             continue;
         }
         c.retain(&still);
-        values = host(model.decode(&next, c)?)?;
+        let rows: Vec<RowEdit> = live.iter().map(|&i| row_edit(i)).collect();
+        let edits = opts.intervention.as_deref().map(|iv| Edits {
+            intervention: iv,
+            rows: &rows,
+        });
+        values = host(model.decode_with(&next, c, edits)?)?;
     }
 }
 
