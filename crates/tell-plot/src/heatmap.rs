@@ -89,6 +89,8 @@ struct Map<'a> {
     cell_h: i32,
     row_step: usize,
     col_step: usize,
+    /// Left edge of the row axis title.
+    row_title_x: i32,
     /// Left edge of the cells.
     left: i32,
     /// Top edge of the cells.
@@ -169,9 +171,12 @@ impl<'a> Map<'a> {
             .max()
             .unwrap_or(0) as i32;
         // Left: margin, row title (rotated), gap, row labels, gap.
-        let left = MARGIN + DESC_SIZE as i32 + 10 + row_label_w + 8;
         let right_block = 28 + BAR_W + 6 + bar_label_w + 12 + DESC_SIZE as i32 + MARGIN;
-        let width = (left + map_w + right_block).max(MIN_WIDTH);
+        let natural = MARGIN + DESC_SIZE as i32 + 10 + row_label_w + 8 + map_w + right_block;
+        let width = natural.max(MIN_WIDTH);
+        // A small map is centred in the minimum width.
+        let row_title_x = MARGIN + (width - natural) / 2;
+        let left = row_title_x + DESC_SIZE as i32 + 10 + row_label_w + 8;
         let title = Title::fit(&map.title, width as u32 - 2 * MARGIN as u32);
         let top = title.height() + 8;
         let bottom = 8 + col_label_h + 12 + DESC_SIZE as i32 + MARGIN;
@@ -184,6 +189,7 @@ impl<'a> Map<'a> {
             cell_h,
             row_step,
             col_step,
+            row_title_x,
             left,
             top,
             col_label_h,
@@ -277,7 +283,7 @@ impl Figure for Map<'_> {
             .color(&INK)
             .transform(FontTransform::Rotate270)
             .pos(Pos::new(HPos::Center, VPos::Top));
-        root.draw_text(&m.row_title, &row_title, (MARGIN, y0 + map_h / 2))
+        root.draw_text(&m.row_title, &row_title, (self.row_title_x, y0 + map_h / 2))
             .map_err(draw_err)?;
         // Colour bar: +limit at the top, -limit at the bottom.
         let bx = x0 + map_w + 28;

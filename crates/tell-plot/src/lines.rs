@@ -226,8 +226,14 @@ impl<'a> Lines<'a> {
                 }
             })
             .collect();
+        // Room at both ends: a marker or point on the last layer stays clear of the frame.
         let pad = if xmax > xmin {
-            (xmax - xmin) * 0.04 + if bars { gap / 10.0 } else { 0.0 }
+            let pad = (xmax - xmin) * 0.04 + if bars { gap / 10.0 } else { 0.0 };
+            if plot.integer_x {
+                pad.max(0.3)
+            } else {
+                pad
+            }
         } else {
             1.0
         };

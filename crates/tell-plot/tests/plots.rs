@@ -154,6 +154,60 @@ fn heatmap_has_one_rect_per_cell() {
 }
 
 #[test]
+fn small_heatmap_with_missing_cells_and_automatic_limit() {
+    // The demo organism's size: 4 layers, a short prompt; one position not patched (NaN).
+    let dir = out_dir("small");
+    let mut map = patching_map(4, 6);
+    map.title = "Patching map".into();
+    map.limit = None;
+    map.values[5] = f64::NAN;
+    map.values[0] = -2.0;
+    let (svg, png) = (dir.join("small.svg"), dir.join("small.png"));
+    write_heatmap(&map, &svg, &png).unwrap();
+    let s = std::fs::read_to_string(&svg).unwrap();
+    // The scale runs to the largest absolute value: -2.0 ... 2.0.
+    for text in ["-2.0", "2.0", "0.0", "Patching map"] {
+        assert!(has_text(&s, text), "svg lacks {text}: {:?}", texts(&s));
+    }
+    let img = decode(&png);
+    assert!(img.0 >= 640);
+    let c = colours(&img);
+    assert!(
+        c.contains(&[200, 200, 200]),
+        "no grey cell for the missing value"
+    );
+    assert!(c.contains(&[33, 102, 172]), "no full blue for -2.0");
+    if std::env::var("TELL_PLOT_KEEP").is_err() {
+        std::fs::remove_file(svg).unwrap();
+        std::fs::remove_file(png).unwrap();
+    }
+}
+
+#[test]
+fn large_heatmap_thins_its_labels() {
+    // An 8B model's 32 layers x a 300-token prompt: cells shrink, every k-th label is drawn.
+    let dir = out_dir("large");
+    let map = patching_map(32, 300);
+    let (svg, png) = (dir.join("large.svg"), dir.join("large.png"));
+    write_heatmap(&map, &svg, &png).unwrap();
+    let s = std::fs::read_to_string(&svg).unwrap();
+    let t = texts(&s);
+    let col_labels = t.iter().filter(|x| x.starts_with("tok")).count();
+    assert!(
+        (30..150).contains(&col_labels),
+        "{col_labels} column labels"
+    );
+    let row_labels = t.iter().filter(|x| x.starts_with('L')).count();
+    assert!((8..=32).contains(&row_labels), "{row_labels} row labels");
+    let img = decode(&png);
+    assert!(img.0 <= 1600 && img.1 <= 1000, "{}x{}", img.0, img.1);
+    if std::env::var("TELL_PLOT_KEEP").is_err() {
+        std::fs::remove_file(svg).unwrap();
+        std::fs::remove_file(png).unwrap();
+    }
+}
+
+#[test]
 fn heatmap_rejects_bad_input() {
     let dir = out_dir("bad");
     let mut map = patching_map(3, 4);
