@@ -68,9 +68,9 @@ pub enum ProbeError {
     /// probe.safetensors is malformed or misses a tensor.
     #[error("probe tensors {path}: {reason}")]
     Tensors { path: String, reason: String },
-    /// PNG encoding failed.
-    #[error("png encoding {path}: {reason}")]
-    Png { path: String, reason: String },
+    /// A plot could not be drawn or written.
+    #[error("plot: {0}")]
+    Plot(#[from] tell_plot::PlotError),
     /// The activation store could not be read.
     #[error("activation store: {0}")]
     Store(#[from] tell_store::Error),

@@ -105,9 +105,40 @@ fn sweep_finds_the_informative_layer_and_writes_outputs() {
     )
     .unwrap();
     let svg = std::fs::read_to_string(dir.join("layers.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("polygon") && svg.contains("logreg"));
-    let png = std::fs::read(dir.join("layers.png")).unwrap();
-    assert_eq!(&png[1..4], b"PNG");
+    assert!(svg.starts_with("<svg"));
+    // Text as text: title, axes, one legend entry per family, the best layer.
+    for text in [
+        "synthetic sweep",
+        "AUROC (95% CI)",
+        "Recall @ 1% FPR",
+        "layer",
+        "logreg",
+        "diffmean",
+        "lda",
+        "chance (AUROC 0.5)",
+        "best: layer 3",
+    ] {
+        assert!(
+            svg.contains(&format!("\n{text}\n</text>")),
+            "layers.svg lacks {text:?}"
+        );
+    }
+    // One AUROC band per family.
+    assert_eq!(svg.matches("<polygon").count(), 3);
+    let dec = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(dir.join("layers.png")).unwrap(),
+    ));
+    let mut reader = dec.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.width, 1000);
+    assert!(info.height > 600, "{}", info.height);
+    let bpp = info.color_type.samples();
+    let colours: std::collections::HashSet<&[u8]> = buf[..info.buffer_size()]
+        .chunks(bpp)
+        .map(|p| &p[..3])
+        .collect();
+    assert!(colours.len() > 50, "{} colours", colours.len());
     if let Ok(keep) = std::env::var("TELL_PROBE_KEEP_PLOT") {
         std::fs::copy(dir.join("layers.png"), format!("{keep}.png")).unwrap();
         std::fs::copy(dir.join("layers.svg"), format!("{keep}.svg")).unwrap();
