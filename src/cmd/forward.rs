@@ -30,7 +30,9 @@ pub fn run(args: Args) -> Result<()> {
     let batch = Batch::left_padded(std::slice::from_ref(&args.tokens), 0)?;
     let intervention = args.edits.resolve(model.config())?;
     if intervention.as_ref().is_some_and(|iv| iv.patches()) {
-        bail!("a patch edit needs source values: use `tell patch`, or `tell capture --patch-from`");
+        bail!(
+            "a patch edit needs source values: use `tell patch`, or `tell generate --patch-from`"
+        );
     }
     let rows = [RowEdit {
         prompt_len: args.tokens.len(),

@@ -58,6 +58,9 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     edits: super::intervene::EditArgs,
+    /// Source prompts for `patch` edits (JSONL, as --prompts): line i patches prompt i.
+    #[arg(long, requires = "prompts")]
+    patch_from: Option<PathBuf>,
 }
 
 /// Generates for one prompt or a file of prompts.
@@ -78,8 +81,8 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
     let model = Llama::<CpuBackend>::load(&args.model, &Default::default())?;
     let intervention = args.edits.resolve(model.config())?;
-    if intervention.as_ref().is_some_and(|iv| iv.patches()) {
-        bail!("a patch edit needs source values: use `tell patch`, or `tell capture --patch-from`");
+    if intervention.as_ref().is_some_and(|iv| iv.patches()) && args.patch_from.is_none() {
+        bail!("a patch edit needs source values: give --prompts with --patch-from FILE.jsonl");
     }
     let opts = RespondOptions {
         generate: GenerateOptions {
@@ -97,6 +100,7 @@ pub fn run(args: Args) -> Result<()> {
         batch_size: args.batch_size,
         system: args.system.clone(),
         chat: !args.raw,
+        patch_from: args.patch_from.clone(),
     };
     if let (Some(prompts), Some(out)) = (&args.prompts, &args.out) {
         let bar = indicatif::ProgressBar::new_spinner();

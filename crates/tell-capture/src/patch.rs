@@ -38,4 +38,3 @@ pub fn patch_sources<B: Backend>(
     }
     Ok(out)
 }
-

@@ -33,6 +33,8 @@ pub struct RespondOptions {
     pub system: Option<String>,
     /// Render `text` prompts with the chat template (a `messages` prompt always is).
     pub chat: bool,
+    /// A prompt file whose line i gives the values that `patch` edits copy into prompt i.
+    pub patch_from: Option<std::path::PathBuf>,
 }
 
 impl Default for RespondOptions {
@@ -43,6 +45,7 @@ impl Default for RespondOptions {
             batch_size: 8,
             system: None,
             chat: true,
+            patch_from: None,
         }
     }
 }
@@ -180,7 +183,40 @@ pub fn respond_file<B: Backend>(
     })?;
     let mut writer = BufWriter::new(file);
     let mut report = RespondReport::default();
-    let gen = with_stops(opts, tokenizer);
+    let mut gen = with_stops(opts, tokenizer);
+    if let Some(iv) = gen.intervention.as_deref().filter(|iv| iv.patches()) {
+        let Some(source) = &opts.patch_from else {
+            return Err(CaptureError::Options(
+                "a patch edit needs source values: give --patch-from FILE.jsonl (line i patches prompt i)"
+                    .into(),
+            ));
+        };
+        let mut sources = Vec::new();
+        for line in PromptReader::open(source)? {
+            let line = line?;
+            sources.push(prompt_tokens(
+                tokenizer,
+                &line.input,
+                opts.chat,
+                opts.system.as_deref(),
+            )?);
+        }
+        if sources.len() != seqs.len() {
+            return Err(CaptureError::Prompt {
+                path: source.clone(),
+                line: sources.len().min(seqs.len()) + 1,
+                message: format!(
+                    "{} source prompts for {} prompts in {}: line i patches prompt i",
+                    sources.len(),
+                    seqs.len(),
+                    prompts.display()
+                ),
+            });
+        }
+        let values = crate::patch_sources(model, &sources, &iv.sites(), opts.batch_size)
+            .map_err(|e| CaptureError::Options(format!("running the patch sources: {e}")))?;
+        gen.patches = Some(std::sync::Arc::new(values));
+    }
     let stops = &opts.stop_strings;
     // Finished responses wait here until every earlier prompt's response is written.
     let mut pending: BTreeMap<usize, Response> = BTreeMap::new();

@@ -9,7 +9,7 @@ pub mod spec;
 
 pub use error::{InterveneError, Result};
 pub use patch::{
-    check_pairs, parse_metric, patch_map, read_prompts, run_patch, LogitDiff,
-    MapSpec, PatchCell, PatchMap, PatchOptions, PatchReport, Prompts,
+    check_pairs, parse_metric, patch_map, read_prompts, run_patch, LogitDiff, MapSpec, PatchCell,
+    PatchMap, PatchOptions, PatchReport, Prompts,
 };
 pub use spec::{load_vector, EditSpec, Spec, SpecFile, Vector};

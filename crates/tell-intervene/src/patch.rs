@@ -267,7 +267,7 @@ pub struct PatchOptions {
     pub system: Option<String>,
 }
 
-/// What `tell patch` wrote.
+/// What `tell patch` wrote (and `patch-{pair}.svg/png` heatmaps beside the CSV).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchReport {
     /// `patch.csv`: one row per pair, site, layer and position.
@@ -334,6 +334,40 @@ pub fn parse_metric(text: &str, ck: &Checkpoint) -> Result<LogitDiff> {
     Ok(metric)
 }
 
+/// The map of one pair: a row per hook and layer (first layer on top), a column per position.
+fn heatmap(source: &str, target: &str, map: &PatchMap, tokens: &[u32]) -> tell_plot::Heatmap {
+    let mut rows: Vec<(Hook, usize)> = map.cells.iter().map(|c| (c.hook, c.layer)).collect();
+    rows.dedup();
+    let mut keys = rows.clone();
+    keys.sort();
+    keys.dedup();
+    rows = keys;
+    let positions = map.cells.iter().map(|c| c.position + 1).max().unwrap_or(0);
+    let mut values = vec![f64::NAN; rows.len() * positions];
+    for c in &map.cells {
+        if let Some(r) = rows.iter().position(|&k| k == (c.hook, c.layer)) {
+            values[r * positions + c.position] = f64::from(c.restored);
+        }
+    }
+    tell_plot::Heatmap {
+        title: format!(
+            "Patching {source} into {target}: fraction of the logit difference restored"
+        ),
+        row_title: "site and layer".into(),
+        col_title: "token position (token id)".into(),
+        rows: rows
+            .iter()
+            .map(|(h, l)| format!("{} {l}", h.short()))
+            .collect(),
+        cols: (0..positions)
+            .map(|p| format!("{p} ({})", tokens.get(p).copied().unwrap_or_default()))
+            .collect(),
+        values,
+        limit: Some(1.0),
+        value_title: "fraction restored".into(),
+    }
+}
+
 /// Patching maps for every source-target line pair, written to `out/patch.csv`.
 pub fn run_patch<B: Backend>(
     model: &Path,
@@ -393,6 +427,17 @@ pub fn run_patch<B: Backend>(
                 c.restored
             ));
         }
+        let svg = out.join(format!("patch-{i}.svg"));
+        let png = out.join(format!("patch-{i}.png"));
+        tell_plot::write_heatmap(
+            &heatmap(&s.ids[i], &t.ids[i], &map, &t.tokens[i]),
+            &svg,
+            &png,
+        )
+        .map_err(|e| InterveneError::Source {
+            path: svg.clone(),
+            message: format!("drawing the patching map: {e}"),
+        })?;
         maps.push((s.ids[i].clone(), t.ids[i].clone(), map));
     }
     let path = out.join("patch.csv");
