@@ -45,6 +45,8 @@ enum Command {
     /// Activation patching maps: per site, layer and position, the fraction of a logit
     /// difference that patching one value from a source prompt into its target restores.
     Patch(cmd::patch::Args),
+    /// Steering, ablation or noise sweeps over a suite, scored as behavior tables per setting.
+    Steer(cmd::steer::Args),
     /// Run a suite end to end: render, generate, score, stats, labels, capture, probes, report.md.
     Run(cmd::run::Args),
     /// The planted model organism: `tell organism corpus|train`.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Patch(args) => cmd::patch::run(args),
+        Command::Steer(args) => cmd::steer::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Organism(args) => cmd::organism::run(args),
     };

@@ -448,3 +448,130 @@ fn patching_the_tier_tag_from_paid_into_free_turns_deep_compliance_into_refusal(
         "control: {ctl_complied}/{n} still complied"
     );
 }
+
+/// `tell steer`: the reference setting is plain generation, each setting gets its own scored
+/// folder, and steer.csv compares every setting with the reference.
+#[test]
+fn steer_sweeps_score_each_setting_against_the_unedited_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tell_llama::Checkpoint::open(&repo().join("checkpoints/organism")).unwrap();
+    let d = ck.config.hidden_size;
+    let v: Vec<f32> = (0..d).map(|i| ((i * 7 % 13) as f32 - 6.0) / 6.0).collect();
+    let vec_path = tmp.path().join("v.npy");
+    write_npy(&vec_path, &v);
+    let out = tmp.path().join("steer");
+    let stdout = ok(&tell(&[
+        "steer",
+        "probes/organism/suite.toml",
+        "--model",
+        "checkpoints/organism",
+        "--out",
+        out.to_str().unwrap(),
+        "--vector",
+        vec_path.to_str().unwrap(),
+        "--site",
+        "resid_post",
+        "--layer",
+        "2",
+        "--alphas",
+        "-8,0,8",
+        "--random-control",
+        "--limit",
+        "2",
+    ]));
+    assert!(stdout.contains("d_gap"), "{stdout}");
+    let folders = [
+        "reference",
+        "probe-alpha-8",
+        "probe-alpha8",
+        "random-alpha-8",
+        "random-alpha8",
+    ];
+    for f in folders {
+        for file in ["responses.jsonl", "scores.csv", "behavior.csv"] {
+            assert!(out.join(f).join(file).is_file(), "{f}/{file}");
+        }
+    }
+    for file in ["steer.csv", "steer.svg", "steer.png", "prompts.jsonl"] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    // The reference is plain greedy generation of the same prompts.
+    let plain = tmp.path().join("plain.jsonl");
+    ok(&tell(&[
+        "generate",
+        "checkpoints/organism",
+        "--prompts",
+        out.join("prompts.jsonl").to_str().unwrap(),
+        "--out",
+        plain.to_str().unwrap(),
+        "--max-new-tokens",
+        "80",
+    ]));
+    let tokens = |p: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["response_tokens"].clone()
+            })
+            .collect()
+    };
+    assert_eq!(
+        tokens(&out.join("reference/responses.jsonl")),
+        tokens(&plain)
+    );
+    assert_ne!(
+        tokens(&out.join("probe-alpha8/responses.jsonl")),
+        tokens(&plain),
+        "alpha 8 along v at layer 2 changed nothing"
+    );
+    let mut rdr = csv::Reader::from_path(out.join("steer.csv")).unwrap();
+    let headers = rdr.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    let behavior_rows = csv::Reader::from_path(out.join("reference/behavior.csv"))
+        .unwrap()
+        .records()
+        .count();
+    assert_eq!(rows.len(), folders.len() * behavior_rows);
+    for r in rows.iter().filter(|r| &r[col("direction")] == "none") {
+        let num = |c: &str| r[col(c)].parse::<f64>().unwrap();
+        assert_eq!(num("d_gap"), 0.0, "{r:?}");
+        if !num("d_monitored_p").is_nan() {
+            assert_eq!(num("d_monitored_p"), 1.0, "{r:?}");
+        }
+    }
+    // Bad sweeps are refused before generating anything.
+    fails_with(
+        &tell(&[
+            "steer",
+            "probes/organism/suite.toml",
+            "--model",
+            "checkpoints/organism",
+            "--out",
+            tmp.path().join("bad").to_str().unwrap(),
+            "--alphas",
+            "1",
+            "--layers",
+            "2",
+        ]),
+        "steering and ablation need a direction",
+    );
+    fails_with(
+        &tell(&[
+            "steer",
+            "probes/organism/suite.toml",
+            "--model",
+            "checkpoints/organism",
+            "--out",
+            tmp.path().join("bad").to_str().unwrap(),
+            "--ablate",
+            "--noise-sigmas",
+            "1",
+            "--layers",
+            "2",
+        ]),
+        "give exactly one of --alphas, --ablate or --noise-sigmas",
+    );
+    assert!(!tmp.path().join("bad").exists());
+}

@@ -13,6 +13,7 @@ pub mod probe;
 pub mod run;
 pub mod score;
 pub mod stats;
+pub mod steer;
 pub mod store;
 pub mod suite;
 pub mod tokenize;

@@ -6,6 +6,7 @@
 pub mod error;
 pub mod patch;
 pub mod spec;
+pub mod steer;
 
 pub use error::{InterveneError, Result};
 pub use patch::{
@@ -13,3 +14,6 @@ pub use patch::{
     PatchMap, PatchOptions, PatchReport, Prompts,
 };
 pub use spec::{load_vector, EditSpec, Spec, SpecFile, Vector};
+pub use steer::{
+    run_steer, settings, Setting, SteerOptions, SteerReport, SteerRequest, SteerRow, Sweep,
+};
