@@ -1,14 +1,17 @@
-//! `tell forward MODEL --tokens 1,2,3`.
+//! `tell forward MODEL --tokens 1,2,3 [--device cuda] [--dtype bf16]`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use tell_llama::{Batch, CpuBackend, Llama, Logits};
+use tell_llama::burn::tensor::backend::Backend;
+use tell_llama::{run_on, Batch, Llama, Logits, OnDevice};
+
+use super::device::DeviceArgs;
 
 /// Arguments of `tell forward`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A checkpoint directory (config.json + safetensors).
+    /// A checkpoint directory (config.json + safetensors) or a .gguf file.
     model: PathBuf,
     /// Comma-separated token ids.
     #[arg(long, value_delimiter = ',', required = true)]
@@ -19,20 +22,40 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// The forward pass on whichever backend `--device` names: the last position's logits.
+struct Forward<'a> {
+    model: &'a PathBuf,
+    tokens: &'a [u32],
+}
+
+impl OnDevice for Forward<'_> {
+    type Output = Result<Vec<f32>>;
+
+    fn run<B: Backend>(self, device: &B::Device) -> Result<Vec<f32>> {
+        let model = Llama::<B>::load(self.model, device)?;
+        let batch = Batch::left_padded(&[self.tokens.to_vec()], 0)?;
+        let out = model.forward(&batch, &[], Logits::Last)?;
+        out.logits
+            .context("the model returned no logits")?
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))
+    }
 }
 
 /// Runs one sequence and prints the most likely next tokens.
 pub fn run(args: Args) -> Result<()> {
-    let device = Default::default();
-    let model = Llama::<CpuBackend>::load(&args.model, &device)?;
-    let batch = Batch::left_padded(std::slice::from_ref(&args.tokens), 0)?;
-    let out = model.forward(&batch, &[], Logits::Last)?;
-    let logits = out
-        .logits
-        .context("the model returned no logits")?
-        .into_data()
-        .to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
+    let (spec, dtype) = args.device.parse()?;
+    let task = Forward {
+        model: &args.model,
+        tokens: &args.tokens,
+    };
+    let logits = run_on(spec, dtype, task)??;
     let mut ranked: Vec<(usize, f32)> = logits.iter().copied().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     ranked.truncate(args.top);

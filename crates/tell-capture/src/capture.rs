@@ -294,12 +294,29 @@ pub fn capture_on<B: Backend>(
                     CaptureError::Tensor(format!("the model did not capture {site}"))
                 })?;
                 let width = tensor.dims()[2];
-                let data = tensor
-                    .into_data()
-                    .convert::<f32>()
-                    .into_vec::<f32>()
-                    .map_err(|e| CaptureError::Tensor(format!("{key}: {e:?}")))?;
+                // `last`: the positions are selected where the model ran (a GPU), one row per
+                // record crosses to the host.
+                let lasts = match opts.positions {
+                    Positions::Last => crate::select::last_positions(
+                        &tensor,
+                        &batch,
+                        chunk.iter().map(|&i| metas[i].prompt_tokens()),
+                    ),
+                    _ => None,
+                };
+                let selected = lasts.is_some();
+                let data = match lasts {
+                    Some(rows) => rows.into_data(),
+                    None => tensor.into_data(),
+                }
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .map_err(|e| CaptureError::Tensor(format!("{key}: {e:?}")))?;
                 for (b, &i) in chunk.iter().enumerate() {
+                    if selected {
+                        values[i].push(data[b * width..(b + 1) * width].to_vec());
+                        continue;
+                    }
                     let row0 = b * batch.seq + batch.start(b);
                     let block = &data[row0 * width..(b + 1) * batch.seq * width];
                     let meta = &metas[i];

@@ -24,6 +24,7 @@ pub mod encode;
 mod error;
 pub mod prompts;
 pub mod respond;
+mod select;
 pub mod sites;
 
 pub use capture::{
