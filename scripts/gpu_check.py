@@ -32,10 +32,16 @@ status.
 step on the CPU with the tiny checkpoint and small shapes (tell runs f32 only on the CPU, so the
 "bf16" steps compare f32 with f32): it proves the plumbing where there is no GPU.
 
+The speed steps run in order of the issue's targets (8x512 last-token, 8x512 all positions, then
+1x512, 32x512, 8x2048, then 8x512 without burn-fusion, TELL_CUDA_FUSION=0, tell only) and stop
+at BUDGET seconds from the start (default 450): a tell run is killed when the budget is spent and
+the windows its store completed are used; steps not reached are reported as skipped.
+
 Environment: ROUNDS (timed windows per side, default 3), SKIP (comma list of tiny, big, f32,
-tuning, speed, allpos), WORK (scratch directory for checkpoints and stores, default
-/tmp/tell-gpu-check; nothing big is written under OUT), TELL_TIMEOUT (seconds per tell run,
-default 600). Everything large is deleted at the end unless KEEP=1.
+tuning, speed, allpos, unfused), BUDGET (seconds, default 450), WORK (scratch directory for
+checkpoints and stores, default /tmp/tell-gpu-check; nothing big is written under OUT),
+TELL_TIMEOUT (seconds per tell run, default 600). Everything large is deleted at the end unless
+KEEP=1.
 """
 
 import argparse
@@ -189,6 +195,7 @@ class Check:
         self.rounds = int(os.environ.get("ROUNDS", "3"))
         self.skip = set(filter(None, os.environ.get("SKIP", "").split(",")))
         self.timeout = int(os.environ.get("TELL_TIMEOUT", "600"))
+        self.deadline = time.monotonic() + float(os.environ.get("BUDGET", "450"))
         self.report = Report(self.out)
         self.env = dict(os.environ)
         # A fresh tuning cache, so that the tuning check sees a first and a second run.
@@ -197,20 +204,25 @@ class Check:
 
     # ---- tell ---------------------------------------------------------------------------------
 
-    def tell_run(self, name, args, check=True):
+    def left(self):
+        return self.deadline - time.monotonic()
+
+    def tell_run(self, name, args, check=True, env=None):
         """Runs tell; returns (stdout, stderr, seconds, peak RSS MiB, peak device MiB)."""
         self.runs += 1
         cmd = [self.tell] + [str(x) for x in args]
+        timeout = max(30.0, min(self.timeout, self.left()))
         start = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(self.env, **(env or {})))
         mon = Monitor(p.pid, self.gpu)
         mon.start()
         try:
-            stdout, stderr = p.communicate(timeout=self.timeout)
+            stdout, stderr = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             p.kill()
             stdout, stderr = p.communicate()
-            stderr += f"\n[gpu_check] killed after {self.timeout} s"
+            stderr += f"\n[gpu_check] killed after {timeout:.0f} s (budget)"
         mon.done.set()
         mon.join()
         secs = time.perf_counter() - start
@@ -226,12 +238,13 @@ class Check:
             return ["--device", "cpu"]
         return ["--device", "cuda", "--dtype", dtype]
 
-    def capture(self, name, ckpt, prompts, store, sites, positions, batch, dtype, store_dtype, shard_records=None):
+    def capture(self, name, ckpt, prompts, store, sites, positions, batch, dtype, store_dtype, shard_records=None,
+                check=True, env=None):
         args = ["capture", ckpt, "--prompts", prompts, "--out", store, "--sites", sites, "--layers", "all",
                 "--positions", positions, "--batch-size", batch, "--store-dtype", store_dtype, "--force"]
         if shard_records:
             args += ["--shard-records", shard_records]
-        res = self.tell_run(name, args + self.device_args(dtype))
+        res = self.tell_run(name, args + self.device_args(dtype), check=check, env=env)
         m = CAPTURED.search(res["stderr"])
         res["loop_seconds"] = float(m.group(3)) if m else None
         res["tokens_per_s"] = float(m.group(4)) if m else None
@@ -400,16 +413,20 @@ class Check:
         rng = np.random.default_rng(seed)
         return rng.integers(0, vocab, size=(n, length)).tolist()
 
-    def tell_windows(self, name, ckpt, prompts, batch, window_batches, positions, store_dtype, dtype):
+    def tell_windows(self, name, ckpt, prompts, batch, window_batches, positions, store_dtype, dtype, env=None):
         """A capture whose windows each end with one shard: the windows' times from the shards'
-        modification times (the first window, which pays the warm-up, is not counted)."""
+        modification times (the first window, which pays the warm-up, is not counted). A run
+        stopped by the budget counts the windows it completed."""
         pf = self.prompts_file(self.work / f"{name}.jsonl", prompts)
         store = self.work / f"{name}-store"
         res = self.capture(name, ckpt, pf, store, "resid_post", positions, batch, dtype, store_dtype,
-                           shard_records=batch * window_batches)
+                           shard_records=batch * window_batches, check=False, env=env)
         times = sorted(os.stat(f).st_mtime_ns for f in glob.glob(str(store / "shard-*.safetensors")))
         res["windows"] = [(b - a) / 1e9 for a, b in zip(times, times[1:])]
         shutil.rmtree(store, ignore_errors=True)
+        if not res["windows"]:
+            raise RuntimeError(f"tell {name}: no timed window (exit {res['rc']}, {len(times)} windows in "
+                               f"{res['seconds']:.0f} s): {res['stderr'].strip()[-1500:]}")
         return res
 
     def hf_windows(self, model, prompts, batch, window_batches, all_positions):
@@ -420,6 +437,8 @@ class Check:
         sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
         with torch.inference_mode():
             for w in range(0, len(prompts), batch * window_batches):
+                if len(times) >= 2 and self.left() < 0:
+                    break
                 sync()
                 start = time.perf_counter()
                 for b in range(w, w + batch * window_batches, batch):
@@ -433,8 +452,12 @@ class Check:
                 times.append(time.perf_counter() - start)
         return times[1:]
 
-    def speed(self, label, ckpt, model, vocab, shapes, dtype):
+    def speed(self, label, ckpt, model, vocab, shapes, dtype, target_shape):
         for batch, length in shapes:
+            if self.left() < 0:
+                self.report.emit(step="prefill-last", batch=batch, length=length, skipped="budget spent")
+                self.report.row(f"prefill+last capture {batch}x{length} ({label})", "skipped: budget", "-", None)
+                continue
             windows = 1 + self.rounds
             prompts = self.random_prompts(batch * 8 * windows, length, vocab, seed=batch * 100000 + length)
             tokens = batch * 8 * length
@@ -447,8 +470,8 @@ class Check:
                              tell_windows_s=t["windows"], hf_windows_s=h, tell_tokens_per_s=round(t_tps), hf_tokens_per_s=round(h_tps),
                              speedup=round(ratio, 3), tell_loop_seconds=t["loop_seconds"], tell_process_seconds=round(t["seconds"], 1),
                              tell_peak_rss_mib=round(t["rss_mib"]), tell_peak_gpu_mib=t["gpu_mib"])
-            # The issue's targets are set at 8 x 512 (shapes[1]; 4 x 64 in the small run).
-            target = (batch, length) == shapes[1]
+            # The issue's targets are set at 8 x 512 (4 x 64 in the small run).
+            target = (batch, length) == target_shape
             self.report.row(f"prefill+last capture {batch}x{length} ({label})", f"tell {t_tps:,.0f} tok/s, hf {h_tps:,.0f} ({ratio:.2f}x)",
                             f">= {SPEEDUP_LAST}x" if target else "-", (ratio >= SPEEDUP_LAST) if target else None)
             if target:
@@ -472,6 +495,17 @@ class Check:
                          speedup=round(ratio, 3), tell_peak_rss_mib=round(t["rss_mib"]), tell_peak_gpu_mib=t["gpu_mib"])
         self.report.row(f"all-position capture {batch}x{length} to bf16 store ({label})",
                         f"tell {t_tps:,.0f} tok/s, hf host copy {h_tps:,.0f} ({ratio:.2f}x)", f">= {SPEEDUP_ALLPOS}x", ratio >= SPEEDUP_ALLPOS)
+
+    def unfused(self, label, ckpt, vocab, shape, dtype):
+        """The same last-token capture on burn-cuda without burn-fusion (tell only)."""
+        batch, length = shape
+        prompts = self.random_prompts(batch * 8 * (1 + self.rounds), length, vocab, seed=batch * 100000 + length)
+        t = self.tell_windows(f"unfused-{batch}x{length}", ckpt, prompts, batch, 8, "last", "f32", dtype,
+                              env={"TELL_CUDA_FUSION": "0"})
+        tps = batch * 8 * length / min(t["windows"])
+        self.report.emit(step="prefill-last-unfused", checkpoint=label, batch=batch, length=length,
+                         tell_windows_s=t["windows"], tell_tokens_per_s=round(tps), tell_peak_gpu_mib=t["gpu_mib"])
+        self.report.row(f"prefill+last capture {batch}x{length}, TELL_CUDA_FUSION=0 ({label})", f"tell {tps:,.0f} tok/s", "-", None)
 
     def tuning(self, label, ckpt, vocab, shape, dtype):
         batch, length = shape
@@ -514,6 +548,10 @@ class Check:
     def step(self, name, f):
         if name in self.skip:
             self.report.emit(step=name, skipped="SKIP")
+            return None
+        if self.left() < 0:
+            self.report.emit(step=name, skipped="budget spent")
+            self.report.row(f"step {name}", "skipped: budget spent", "-", None)
             return None
         try:
             return f()
@@ -576,9 +614,14 @@ class Check:
             self.step("f32", f32)
             shapes, allpos = SPEED_SHAPES, ALLPOS
 
-        self.step("tuning", lambda: self.tuning(label, ckpt, vocab, shapes[1], tell_half))
-        self.step("speed", lambda: self.speed(label, ckpt, model, vocab, shapes, tell_half))
+        # The issue's targets first (8 x 512), then the other shapes while the budget lasts.
+        target, others = shapes[1], [s for s in shapes if s != shapes[1]]
+        self.step("tuning", lambda: self.tuning(label, ckpt, vocab, target, tell_half))
+        self.step("speed", lambda: self.speed(label, ckpt, model, vocab, [target], tell_half, target))
         self.step("allpos", lambda: self.allpos(label, ckpt, model, vocab, allpos, tell_half))
+        self.step("speed", lambda: self.speed(label, ckpt, model, vocab, others, tell_half, target))
+        if self.gpu:
+            self.step("unfused", lambda: self.unfused(label, ckpt, vocab, target, tell_half))
 
     def finish(self):
         table = self.report.table()

@@ -145,7 +145,17 @@ impl<B: Backend> Llama<B> {
             Linear::load_fused_as(w, &[("lm_head.weight".to_string(), v)], d, device, dtype)?
         };
         let blocks = (0..config.num_layers)
-            .map(|l| Block::load(w, l, &config, device, dtype))
+            .map(|l| {
+                let block = Block::load(w, l, &config, device, dtype)?;
+                if gemm::is_cuda::<B>() {
+                    // Uploads are queued: waiting for each block's keeps the host copies in
+                    // flight to about one block's (host memory stays small while loading 8B).
+                    B::sync(device).map_err(|e| {
+                        Error::Device(format!("uploading layer {l}'s weights: {e:?}"))
+                    })?;
+                }
+                Ok(block)
+            })
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(w, "model.norm", &config, device)?;
         Ok(Self {
