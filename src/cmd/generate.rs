@@ -39,7 +39,7 @@ pub struct Args {
     /// Nucleus sampling: keep the most likely tokens up to this probability mass.
     #[arg(long)]
     top_p: Option<f32>,
-    /// Keep only the k most likely tokens.
+    /// Keep only the k most likely tokens (at least 1; leave it out to keep every token).
     #[arg(long)]
     top_k: Option<usize>,
     /// Seed of the sampler.
@@ -58,6 +58,13 @@ pub struct Args {
 
 /// Generates for one prompt or a file of prompts.
 pub fn run(args: Args) -> Result<()> {
+    // The sampler would read 0 as 1 (greedy), where other tools read `top_k = 0` as no limit.
+    if args.top_k == Some(0) {
+        bail!("--top-k must be at least 1 (leave it out to keep every token)");
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
     let tokenizer = Tokenizer::load(&args.model)
         .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
     let model = Llama::<CpuBackend>::load(&args.model, &Default::default())?;

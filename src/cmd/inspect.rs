@@ -8,7 +8,7 @@ use tell_llama::ModelInfo;
 /// Arguments of `tell inspect`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A checkpoint directory (config.json + safetensors).
+    /// A checkpoint directory (config.json + safetensors) or a .gguf file.
     model: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -8,6 +8,7 @@
 //! batches as an uninterrupted run, so its values are bit-identical (padding changes the order of
 //! floating-point sums, so other batches could differ in the last bits).
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,10 +17,11 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tell_llama::burn::tensor::backend::Backend;
-use tell_llama::{Batch, Checkpoint, Llama, Logits};
+use tell_llama::burn::tensor::{Tensor, TensorData};
+use tell_llama::{Batch, Checkpoint, Llama, Logits, Site};
 use tell_store::{
-    model_hash, pool_into, ModelIdentity, Positions, SiteLayerKey, Store, StoreDtype, StoreSpec,
-    StoreWriter,
+    model_hash, pool_into, ModelIdentity, Positions, RecordMeta, SiteLayerKey, Store, StoreDtype,
+    StoreSpec, StoreWriter,
 };
 
 use crate::encode::{Encoder, Truncate};
@@ -105,6 +107,8 @@ pub struct CaptureReport {
     pub records: usize,
     /// Tokens of the records written by this run.
     pub tokens: u64,
+    /// Rows the LM head was applied to (`logits` captures: the kept positions only).
+    pub head_rows: u64,
     /// Seconds spent in the capture loop (model loading excluded).
     pub seconds: f64,
 }
@@ -238,7 +242,17 @@ pub fn capture_on<B: Backend>(
     let llama = Llama::<B>::from_weights(cfg, ck.source(), device)?;
     drop(ck);
     let sites = selection.sites();
-    let model_sites: Vec<_> = sites.iter().map(|(s, _)| *s).collect();
+    // Logits are not asked of the model: the LM head runs here on the kept rows of `ln_final`
+    // only (a `last` capture of a long prompt needs one row of `[seq, vocab]`). For the means,
+    // the head of the mean equals the mean of the heads (the head is linear, without bias).
+    let mut model_sites: Vec<Site> = sites
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|s| *s != Site::Logits)
+        .collect();
+    if selection.logits && !model_sites.contains(&Site::LnFinal) {
+        model_sites.push(Site::LnFinal);
+    }
     let keys: Vec<&SiteLayerKey> = sites.iter().map(|(_, k)| k).collect();
     let window = opts.window.unwrap_or(
         opts.batch_size
@@ -253,6 +267,7 @@ pub fn capture_on<B: Backend>(
     let bar = progress_bar(opts.progress, total, done);
     let start = Instant::now();
     let mut tokens_done = 0u64;
+    let mut head_rows_done = 0u64;
     let first_window = done / window * window;
     let mut reader = PromptReader::open(prompts)?;
     reader.skip_lines(first_window)?;
@@ -289,52 +304,35 @@ pub fn capture_on<B: Backend>(
             let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
             let batch = Batch::left_padded(&seqs, 0)?;
             let mut output = llama.forward(&batch, &model_sites, Logits::None)?;
-            for (site, key) in &sites {
+            // pooled[site][b]: the kept values of the chunk's row b at that site.
+            let mut pooled = BTreeMap::new();
+            for site in &model_sites {
                 let tensor = output.captures.take(site).ok_or_else(|| {
                     CaptureError::Tensor(format!("the model did not capture {site}"))
                 })?;
-                let width = tensor.dims()[2];
-                // `last`: the positions are selected where the model ran (a GPU), one row per
-                // record crosses to the host.
-                let lasts = match opts.positions {
-                    Positions::Last => crate::select::last_positions(
-                        &tensor,
-                        &batch,
-                        chunk.iter().map(|&i| metas[i].prompt_tokens()),
-                    ),
-                    _ => None,
-                };
-                let selected = lasts.is_some();
-                let data = match lasts {
-                    Some(rows) => rows.into_data(),
-                    None => tensor.into_data(),
-                }
-                .convert::<f32>()
-                .into_vec::<f32>()
-                .map_err(|e| CaptureError::Tensor(format!("{key}: {e:?}")))?;
-                for (b, &i) in chunk.iter().enumerate() {
-                    if selected {
-                        values[i].push(data[b * width..(b + 1) * width].to_vec());
-                        continue;
-                    }
-                    let row0 = b * batch.seq + batch.start(b);
-                    let block = &data[row0 * width..(b + 1) * batch.seq * width];
-                    let meta = &metas[i];
-                    let mut pooled = Vec::new();
-                    pool_into(
-                        opts.positions,
-                        block,
-                        width,
-                        meta.prompt_tokens(),
-                        meta.n_response_tokens,
-                        &mut pooled,
-                    )
-                    .map_err(|e| CaptureError::Prompt {
+                let rows = pool_batch(tensor, &batch, chunk, &metas, opts.positions).map_err(
+                    |(b, message)| CaptureError::Prompt {
                         path: prompts.to_path_buf(),
-                        line: base + i + 1,
-                        message: e.to_string(),
-                    })?;
-                    values[i].push(pooled);
+                        line: base + chunk[b] + 1,
+                        message,
+                    },
+                )?;
+                pooled.insert(*site, rows);
+            }
+            if selection.logits {
+                let normed = pooled.get(&Site::LnFinal).ok_or_else(|| {
+                    CaptureError::Tensor("the model did not capture ln_final".into())
+                })?;
+                let (logits, rows) = head_rows(&llama, normed)?;
+                head_rows_done += rows as u64;
+                pooled.insert(Site::Logits, logits);
+            }
+            for (site, _) in &sites {
+                let rows = pooled.remove(site).ok_or_else(|| {
+                    CaptureError::Tensor(format!("the model did not capture {site}"))
+                })?;
+                for (&i, row) in chunk.iter().zip(rows) {
+                    values[i].push(row);
                 }
             }
         }
@@ -380,8 +378,89 @@ pub fn capture_on<B: Backend>(
         resumed_from: done,
         records,
         tokens: tokens_done,
+        head_rows: head_rows_done,
         seconds,
     })
+}
+
+/// Rows of the LM head computed at once: bounds the `[rows, vocab]` tensor of an `all` capture.
+const HEAD_ROWS: usize = 256;
+
+/// Pools a captured `[rows, seq, width]` tensor per row of the batch; an error names the row.
+fn pool_batch<B: Backend>(
+    tensor: Tensor<B, 3>,
+    batch: &Batch,
+    chunk: &[usize],
+    metas: &[RecordMeta],
+    positions: Positions,
+) -> std::result::Result<Vec<Vec<f32>>, (usize, String)> {
+    let width = tensor.dims()[2];
+    // `last`: each row's position is selected where the model ran (a GPU), so that one row per
+    // record crosses to the host.
+    if positions == Positions::Last {
+        let prompts = chunk.iter().map(|&i| metas[i].prompt_tokens());
+        if let Some(rows) = crate::select::last_positions(&tensor, batch, prompts) {
+            let data = rows
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .map_err(|e| (0, format!("reading captured values back: {e:?}")))?;
+            return Ok(data.chunks_exact(width).map(<[f32]>::to_vec).collect());
+        }
+    }
+    // A tensor converted to f32 always reads back as f32; the error cannot name a prompt.
+    let data = tensor
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| (0, format!("reading captured values back: {e:?}")))?;
+    let mut out = Vec::with_capacity(chunk.len());
+    for (b, &i) in chunk.iter().enumerate() {
+        let row0 = b * batch.seq + batch.start(b);
+        let block = &data[row0 * width..(b + 1) * batch.seq * width];
+        let meta = &metas[i];
+        let mut pooled = Vec::new();
+        pool_into(
+            positions,
+            block,
+            width,
+            meta.prompt_tokens(),
+            meta.n_response_tokens,
+            &mut pooled,
+        )
+        .map_err(|e| (b, e.to_string()))?;
+        out.push(pooled);
+    }
+    Ok(out)
+}
+
+/// The logits of pooled `ln_final` rows, per batch row, and how many head rows were computed.
+fn head_rows<B: Backend>(llama: &Llama<B>, normed: &[Vec<f32>]) -> Result<(Vec<Vec<f32>>, usize)> {
+    let hidden = llama.config().hidden_size;
+    let vocab = llama.config().vocab_size;
+    let flat: Vec<f32> = normed.iter().flatten().copied().collect();
+    let total = flat.len() / hidden;
+    let mut logits = Vec::with_capacity(total * vocab);
+    for start in (0..total).step_by(HEAD_ROWS) {
+        let n = HEAD_ROWS.min(total - start);
+        let rows = flat[start * hidden..(start + n) * hidden].to_vec();
+        let x = Tensor::<B, 2>::from_data(TensorData::new(rows, [n, hidden]), llama.device());
+        let y = llama
+            .head(x)
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| CaptureError::Tensor(format!("logits: {e:?}")))?;
+        logits.extend_from_slice(&y);
+    }
+    let mut out = Vec::with_capacity(normed.len());
+    let mut at = 0;
+    for row in normed {
+        let n = row.len() / hidden * vocab;
+        out.push(logits[at..at + n].to_vec());
+        at += n;
+    }
+    Ok((out, total))
 }
 
 /// On resume, the committed records must be the first lines of this prompts file.

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::gemm;
 pub use crate::linear::Linear;
 use crate::rope;
+use crate::site::Hook;
 use crate::weights::{load_tensor, TensorSource};
 
 /// Root-mean-square layer norm with a learned scale, computed in f32 whatever the model's float
@@ -635,14 +636,30 @@ impl<B: Backend> Block<B> {
         bias: &Tensor<B, 4>,
         cache: Option<&mut LayerCache<B>>,
     ) -> BlockOutput<B> {
+        self.forward_edited(x, cos, sin, bias, cache, &mut |_, value| value)
+    }
+
+    /// Like [`Self::forward`], with `edit` called on each value inside the block (attention out,
+    /// resid_mid, MLP out, resid_post) before anything downstream reads it.
+    pub fn forward_edited(
+        &self,
+        x: Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+        bias: &Tensor<B, 4>,
+        cache: Option<&mut LayerCache<B>>,
+        edit: &mut dyn FnMut(Hook, Tensor<B, 3>) -> Tensor<B, 3>,
+    ) -> BlockOutput<B> {
         let attn_out = self
             .attn
             .forward(self.input_norm.forward(x.clone()), cos, sin, bias, cache);
-        let resid_mid = x + attn_out.clone();
+        let attn_out = edit(Hook::AttnOut, attn_out);
+        let resid_mid = edit(Hook::ResidMid, x + attn_out.clone());
         let mlp_out = self
             .mlp
             .forward(self.post_attn_norm.forward(resid_mid.clone()));
-        let resid_post = resid_mid.clone() + mlp_out.clone();
+        let mlp_out = edit(Hook::MlpOut, mlp_out);
+        let resid_post = edit(Hook::ResidPost, resid_mid.clone() + mlp_out.clone());
         BlockOutput {
             attn_out,
             resid_mid,

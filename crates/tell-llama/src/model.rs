@@ -1,6 +1,7 @@
 //! The whole decoder: embeddings, blocks, final norm and LM head, with a forward pass that
 //! captures values at named sites.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -13,6 +14,7 @@ use crate::config::LlamaConfig;
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gemm;
+use crate::intervene::Edits;
 use crate::rope::Rope;
 use crate::site::{Hook, Site};
 use crate::weights::TensorSource;
@@ -97,7 +99,7 @@ impl<B: Backend> Llama<B> {
     }
 
     /// Builds the model from a config and weights named as in HF checkpoints, in the device's
-    /// float type ([`gemm::model_dtype`]: f32 on the CPU, `--dtype` on a GPU).
+    /// float type ([`gemm::model_dtype`]: f32 on the CPU, `--compute-dtype` on a GPU).
     pub fn from_weights(
         config: LlamaConfig,
         w: &dyn TensorSource,
@@ -185,11 +187,20 @@ impl<B: Backend> Llama<B> {
         &self.device
     }
 
+    /// The LM head applied to rows of final-norm outputs (`ln_final`): `[rows, hidden]` to
+    /// `[rows, vocab]`. Lets a caller compute logits only at the positions it keeps.
+    pub fn head(&self, normed: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [rows, d] = normed.dims();
+        let logits = self.lm_head.forward(normed.reshape([1, rows, d]));
+        logits.reshape([rows, self.config.vocab_size])
+    }
+
     /// The forward step of a whole left-padded batch (no cached tokens before it).
     fn step_of<'a>(&self, batch: &'a Batch) -> Step<'a, B> {
         Step {
             tokens: &batch.tokens,
             positions: &batch.positions,
+            mask: Some(&batch.mask),
             rows: batch.size(),
             seq: batch.seq,
             bias: attention_bias::<B>(batch, &self.device),
@@ -198,7 +209,18 @@ impl<B: Backend> Llama<B> {
 
     /// Runs a left-padded batch, returning the requested logits and the values at `sites`.
     pub fn forward(&self, batch: &Batch, sites: &[Site], logits: Logits) -> Result<Output<B>> {
-        self.run(self.step_of(batch), None, sites, logits)
+        self.run(self.step_of(batch), None, sites, logits, None)
+    }
+
+    /// Like [`Self::forward`], with an intervention editing block values on the way.
+    pub fn forward_with(
+        &self,
+        batch: &Batch,
+        sites: &[Site],
+        logits: Logits,
+        edits: Option<Edits<'_>>,
+    ) -> Result<Output<B>> {
+        self.run(self.step_of(batch), None, sites, logits, edits)
     }
 
     /// Runs the prompt of a generation: like [`Self::forward`], and returns the cache that
@@ -209,6 +231,17 @@ impl<B: Backend> Llama<B> {
         sites: &[Site],
         logits: Logits,
     ) -> Result<(Output<B>, KvCache<B>)> {
+        self.prefill_with(batch, sites, logits, None)
+    }
+
+    /// Like [`Self::prefill`], with an intervention editing block values on the way.
+    pub fn prefill_with(
+        &self,
+        batch: &Batch,
+        sites: &[Site],
+        logits: Logits,
+        edits: Option<Edits<'_>>,
+    ) -> Result<(Output<B>, KvCache<B>)> {
         let mut cache = KvCache {
             layers: vec![LayerCache::default(); self.config.num_layers],
             mask: (0..batch.size())
@@ -217,12 +250,22 @@ impl<B: Backend> Llama<B> {
             next: batch.lengths.clone(),
             device: self.device.clone(),
         };
-        let out = self.run(self.step_of(batch), Some(&mut cache), sites, logits)?;
+        let out = self.run(self.step_of(batch), Some(&mut cache), sites, logits, edits)?;
         Ok((out, cache))
     }
 
     /// Feeds one new token per row of the cache and returns the logits `[rows, 1, vocab]`.
     pub fn decode(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Tensor<B, 3>> {
+        self.decode_with(tokens, cache, None)
+    }
+
+    /// Like [`Self::decode`], with an intervention (one [`Edits::rows`] entry per cache row).
+    pub fn decode_with(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache<B>,
+        edits: Option<Edits<'_>>,
+    ) -> Result<Tensor<B, 3>> {
         let rows = cache.rows();
         if tokens.len() != rows {
             return Err(Error::Input(format!(
@@ -248,11 +291,12 @@ impl<B: Backend> Llama<B> {
         let step = Step {
             tokens,
             positions: &positions,
+            mask: None,
             rows,
             seq: 1,
             bias,
         };
-        let out = self.run(step, Some(cache), &[], Logits::Last)?;
+        let out = self.run(step, Some(cache), &[], Logits::Last, edits)?;
         for n in &mut cache.next {
             *n += 1;
         }
@@ -266,14 +310,26 @@ impl<B: Backend> Llama<B> {
         cache: Option<&mut KvCache<B>>,
         sites: &[Site],
         logits: Logits,
+        edits: Option<Edits<'_>>,
     ) -> Result<Output<B>> {
+        if let Some(e) = edits {
+            e.intervention.check(&self.config)?;
+            if e.rows.len() != step.rows {
+                return Err(Error::Input(format!(
+                    "an intervention for {} rows on a batch of {}",
+                    e.rows.len(),
+                    step.rows
+                )));
+            }
+        }
+        let edits = edits.filter(|e| !e.intervention.is_empty());
         if cpu::is_flex::<B>() {
             // The CPU kernels split each product over rayon's pool. Run from a thread outside
             // the pool, every split would wake the pool's threads while this one waits; run on a
             // pool thread, a split starts at once here and the other threads steal their share.
-            return rayon::scope(|_| self.run_step(step, cache, sites, logits));
+            return rayon::scope(|_| self.run_step(step, cache, sites, logits, edits));
         }
-        self.run_step(step, cache, sites, logits)
+        self.run_step(step, cache, sites, logits, edits)
     }
 
     fn run_step(
@@ -282,6 +338,7 @@ impl<B: Backend> Llama<B> {
         mut cache: Option<&mut KvCache<B>>,
         sites: &[Site],
         logits: Logits,
+        edits: Option<Edits<'_>>,
     ) -> Result<Output<B>> {
         #[cfg(feature = "cuda")]
         if gemm::is_cuda::<B>() {
@@ -323,16 +380,36 @@ impl<B: Backend> Llama<B> {
                 values.insert(site, value.clone());
             }
         };
+        // An edit's failure inside a block cannot return through it; it is kept and returned
+        // after the block.
+        let failed: RefCell<Option<Error>> = RefCell::new(None);
+        let edit = |site: Site, value: Tensor<B, 3>| -> Tensor<B, 3> {
+            match edits {
+                Some(e) if e.touches(site) => {
+                    let dims = value.dims();
+                    let device = value.device();
+                    edit_host(e, site, value, step.positions, step.mask).unwrap_or_else(|err| {
+                        failed.borrow_mut().get_or_insert(err);
+                        Tensor::zeros(dims, &device)
+                    })
+                }
+                _ => value,
+            }
+        };
         for (layer, block) in self.blocks.iter().enumerate() {
-            keep(
-                Site::Block {
-                    layer,
-                    hook: Hook::ResidPre,
-                },
-                &x,
-            );
+            let resid_pre = Site::Block {
+                layer,
+                hook: Hook::ResidPre,
+            };
+            x = edit(resid_pre, x);
+            keep(resid_pre, &x);
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[layer]);
-            let out = block.forward(x, &cos, &sin, &bias, slot);
+            let out = block.forward_edited(x, &cos, &sin, &bias, slot, &mut |hook, value| {
+                edit(Site::Block { layer, hook }, value)
+            });
+            if let Some(err) = failed.borrow_mut().take() {
+                return Err(err);
+            }
             for (hook, value) in [
                 (Hook::AttnOut, &out.attn_out),
                 (Hook::ResidMid, &out.resid_mid),
@@ -343,8 +420,8 @@ impl<B: Backend> Llama<B> {
             }
             x = out.resid_post;
         }
-        let need_norm = logits != Logits::None || wanted.contains(&Site::LnFinal);
         let need_all = logits == Logits::All || wanted.contains(&Site::Logits);
+        let need_norm = logits != Logits::None || need_all || wanted.contains(&Site::LnFinal);
         let mut out_logits = None;
         if need_norm {
             let normed = self.norm.forward(x);
@@ -373,9 +450,38 @@ impl<B: Backend> Llama<B> {
 struct Step<'a, B: Backend> {
     tokens: &'a [u32],
     positions: &'a [usize],
+    /// Which tokens are real (`None`: all of them).
+    mask: Option<&'a [bool]>,
     rows: usize,
     seq: usize,
     bias: Tensor<B, 4>,
+}
+
+/// Applies an intervention to a value on the host (in place on the CPU backend).
+fn edit_host<B: Backend>(
+    edits: Edits<'_>,
+    site: Site,
+    value: Tensor<B, 3>,
+    positions: &[usize],
+    mask: Option<&[bool]>,
+) -> Result<Tensor<B, 3>> {
+    let dims = value.dims();
+    let mut done = Ok(());
+    let apply = |v: &mut [f32]| edits.apply(site, v, dims[2], positions, mask);
+    match cpu::update_in_place(value, |v| done = apply(v)) {
+        Ok(value) => done.map(|()| value),
+        Err(value) => {
+            let (device, dtype) = (value.device(), value.dtype());
+            let mut data = value
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .map_err(|e| Error::Input(format!("reading {site}: {e:?}")))?;
+            apply(&mut data)?;
+            // Back in the model's float type (bf16 on a GPU).
+            Ok(cpu::tensor::<B, 3>(data, dims, &device).cast(dtype))
+        }
+    }
 }
 
 /// Keys and values of the tokens seen so far, per layer, for generation.

@@ -229,3 +229,33 @@ fn last_logits_equal_the_last_row_of_all_logits() {
     assert!(none.logits.is_none());
     assert_eq!(none.captures.sites().count(), 0, "nothing kept unasked");
 }
+
+#[test]
+fn logits_as_a_capture_site_match_transformers_without_asking_for_logits() {
+    let device = Default::default();
+    let golden = Golden::load("tied");
+    let model = Llama::<B>::load(&model_dir("tied"), &device).unwrap();
+    let prompt = &golden.prompts[0];
+    let batch = Batch::left_padded(std::slice::from_ref(prompt), 0).unwrap();
+    let out = model
+        .forward(&batch, &[Site::Logits], Logits::None)
+        .unwrap();
+    assert!(out.logits.is_none());
+    let (_, reference) = golden.get("p0.logits");
+    let err = rel_err(
+        &values(out.captures.get(&Site::Logits).unwrap()),
+        &reference,
+    );
+    assert!(err <= 1e-4, "logits site: rel err {err}");
+    // The head on ln_final rows gives the same logits.
+    let (shape, normed) = golden.get("p0.ln_final");
+    let rows = Tensor::<B, 2>::from_data(
+        burn::tensor::TensorData::new(normed, [shape[0], shape[1]]),
+        &device,
+    );
+    let err = rel_err(
+        &model.head(rows).to_data().to_vec::<f32>().unwrap(),
+        &reference,
+    );
+    assert!(err <= 1e-4, "head: rel err {err}");
+}
