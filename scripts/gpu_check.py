@@ -6,11 +6,11 @@
 
 What it does, in this order (each step prints JSON lines as it goes; the table comes last):
   1. tiny checkpoint (LLaMA-3 layout, llama3 rope scaling, 3 layers, saved in f32 by transformers):
-     parity of `tell --dtype bf16` and `--dtype f32` against transformers in the same types;
+     parity of `tell --compute-dtype bf16` and `f32` against transformers in the same types;
   2. a seeded random-weight checkpoint with LLaMA-3-8B-Instruct's configuration in bf16, made by
      transformers on the GPU and saved (16 GB, sharded): 8 prompts of 16-512 tokens, every layer's
-     `resid_post` at every position and the logits, `tell capture --dtype bf16` against
-     transformers bf16, then `--dtype f32` against transformers f32 with TF32 off;
+     `resid_post` at every position and the logits, `tell capture --compute-dtype bf16` against
+     transformers bf16, then `--compute-dtype f32` against transformers f32 with TF32 off;
   3. tuning persistence: the same one-batch capture (8 x 512) twice; the second's loop time;
   4. prefill with all-layer last-token `resid_post` capture into a store at 1x512, 8x512, 32x512
      and 8x2048, tell and transformers by turns: a warm-up window of 8 batches, then ROUNDS timed
@@ -236,12 +236,12 @@ class Check:
     def device_args(self, dtype):
         if not self.gpu:
             return ["--device", "cpu"]
-        return ["--device", "cuda", "--dtype", dtype]
+        return ["--device", "cuda", "--compute-dtype", dtype]
 
     def capture(self, name, ckpt, prompts, store, sites, positions, batch, dtype, store_dtype, shard_records=None,
                 check=True, env=None):
         args = ["capture", ckpt, "--prompts", prompts, "--out", store, "--sites", sites, "--layers", "all",
-                "--positions", positions, "--batch-size", batch, "--store-dtype", store_dtype, "--force"]
+                "--positions", positions, "--batch-size", batch, "--dtype", store_dtype, "--force"]
         if shard_records:
             args += ["--shard-records", shard_records]
         res = self.tell_run(name, args + self.device_args(dtype), check=check, env=env)

@@ -38,9 +38,10 @@ pub struct Args {
     /// Sequences per forward pass (left-padded).
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
-    /// Stored dtype: f32, f16 or bf16 (values are rounded from the model's float type).
-    #[arg(long, default_value = "f32")]
-    store_dtype: String,
+    /// Stored dtype: f32, f16 or bf16 (values are rounded from the model's float type, which
+    /// --compute-dtype sets).
+    #[arg(long, visible_alias = "store-dtype", default_value = "f32")]
+    dtype: String,
     #[command(flatten)]
     device: DeviceArgs,
     /// Continue the store in --out, skipping committed records.
@@ -95,7 +96,7 @@ pub fn run(args: Args) -> Result<()> {
         layers: args.layers,
         positions: Positions::parse(&args.positions)?,
         batch_size: args.batch_size,
-        dtype: StoreDtype::parse(&args.store_dtype)?,
+        dtype: StoreDtype::parse(&args.dtype)?,
         resume: args.resume,
         force: args.force,
         shard_records: args.shard_records,

@@ -1,4 +1,4 @@
-//! `--device` and `--dtype`, shared by the commands that run the model.
+//! `--device` and `--compute-dtype`, shared by the commands that run the model.
 
 use anyhow::Result;
 use tell_llama::{DeviceSpec, Precision};
@@ -13,14 +13,18 @@ pub struct DeviceArgs {
     /// Float type of the weights and activations: f32, bf16 or f16 (default: f32 on the CPU,
     /// bf16 on a GPU; the CPU runs f32 only).
     #[arg(long)]
-    pub dtype: Option<String>,
+    pub compute_dtype: Option<String>,
 }
 
 impl DeviceArgs {
     /// The parsed device and float type (`None`: the device's default).
     pub fn parse(&self) -> Result<(DeviceSpec, Option<Precision>)> {
         let spec: DeviceSpec = self.device.parse()?;
-        let dtype = self.dtype.as_deref().map(Precision::parse).transpose()?;
+        let dtype = self
+            .compute_dtype
+            .as_deref()
+            .map(Precision::parse)
+            .transpose()?;
         Ok((spec, dtype))
     }
 }

@@ -1,4 +1,4 @@
-//! `tell forward MODEL --tokens 1,2,3 [--device cuda] [--dtype bf16]`.
+//! `tell forward MODEL --tokens 1,2,3 [--device cuda] [--compute-dtype bf16]`.
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! Where the model runs, chosen at run time: `--device cpu|cuda|cuda:N` and `--dtype
+//! Where the model runs, chosen at run time: `--device cpu|cuda|cuda:N` and `--compute-dtype
 //! f32|bf16|f16` map to a burn backend and a float type here, and nowhere else.
 //!
 //! Commands and crates stay generic over `B: Backend`: a command describes its work as an
@@ -69,7 +69,7 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
-/// The float type of the weights and activations on the device (`--dtype`).
+/// The float type of the weights and activations on the device (`--compute-dtype`).
 ///
 /// On the CPU only [`Precision::F32`] runs. On a GPU the default is [`Precision::Bf16`]: bf16 and
 /// f16 checkpoints keep their type, f32 checkpoints and GGUF weights are converted on upload;
@@ -168,8 +168,8 @@ pub fn run_on<T: OnDevice>(
         DeviceSpec::Cpu => {
             if dtype != Precision::F32 {
                 return Err(Error::Device(format!(
-                    "--dtype {dtype} runs on a GPU (--device cuda); on the CPU the model computes \
-                     in f32"
+                    "--compute-dtype {dtype} runs on a GPU (--device cuda); on the CPU the model \
+                     computes in f32"
                 )));
             }
             Ok(task.run::<crate::CpuBackend>(&Default::default()))

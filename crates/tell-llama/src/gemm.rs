@@ -35,7 +35,7 @@ pub fn is_cuda<B: Backend>() -> bool {
 
 /// The float type a model on `device` holds its weights and activations in: f32 on `flex` (its
 /// kernels read f32), else the device's default float type, which [`crate::run_on`] sets from
-/// `--dtype` (f32 unless set).
+/// `--compute-dtype` (f32 unless set).
 pub fn model_dtype<B: Backend>(device: &B::Device) -> DType {
     if crate::cpu::is_flex::<B>() {
         return DType::F32;

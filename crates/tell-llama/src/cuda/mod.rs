@@ -30,7 +30,7 @@ pub use cubecl::cuda::CudaDevice;
 pub use setup::{cache_dir, configure_caches, probe, GpuInfo};
 
 /// burn-cuda as `tell` runs it: burn-fusion over cubecl, autotuned. The float type is set per
-/// device at run time (`--dtype`), so one backend type serves f32, bf16 and f16.
+/// device at run time (`--compute-dtype`), so one backend type serves f32, bf16 and f16.
 pub type Fused = burn::backend::Cuda<f32, i32>;
 
 /// burn-cuda without burn-fusion: every operation its own kernel (`TELL_CUDA_FUSION=0`).

@@ -187,7 +187,7 @@ pub(super) fn run_with<B: Backend, T: OnDevice>(
         let current = get_device_settings::<B>(device).float_dtype;
         if current != wanted {
             return Err(Error::Device(format!(
-                "cuda:{} already runs {current:?} in this process; --dtype {dtype} needs a new one",
+                "cuda:{} already runs {current:?} in this process; --compute-dtype {dtype} needs a new one",
                 info.index
             )));
         }
