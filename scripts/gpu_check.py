@@ -564,6 +564,10 @@ class Check:
     def run(self):
         self.environment()
         torch = self.torch()
+        # transformers' f32 references without TF32 (bf16 runs are not affected).
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
         half = torch.bfloat16 if self.gpu else torch.float32
         tell_half = "bf16" if self.gpu else "f32"
         dev = "cuda" if self.gpu else "cpu"
@@ -600,9 +604,6 @@ class Check:
             self.step("big", lambda: self.parity("8b", ckpt, model, prompts, "bf16", "bf16"))
 
             def f32():
-                torch.backends.cuda.matmul.allow_tf32 = False
-                torch.backends.cudnn.allow_tf32 = False
-                torch.set_float32_matmul_precision("highest")
                 model.float()
                 try:
                     self.parity("8b", ckpt, model, prompts, "f32", "f32")

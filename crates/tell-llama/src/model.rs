@@ -139,7 +139,9 @@ impl<B: Backend> Llama<B> {
                 device,
             )
         };
-        let lm_head = if config.tie_word_embeddings {
+        let lm_head = if config.tie_word_embeddings && gemm::is_cuda::<B>() {
+            Linear::from_out_in_tensor(embed.clone())
+        } else if config.tie_word_embeddings {
             // On flex the head shares the embedding's storage (its `[vocab, d]` is `[out, in]`).
             Linear::from_out_in_tensor(embed.clone())
                 .with_quantized(w.read_quantized(embed_name, &[v, d])?)
