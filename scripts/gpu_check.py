@@ -37,8 +37,12 @@ The speed steps run in order of the issue's targets (8x512 last-token, 8x512 all
 at BUDGET seconds from the start (default 450): a tell run is killed when the budget is spent and
 the windows its store completed are used; steps not reached are reported as skipped.
 
-Environment: ROUNDS (timed windows per side, default 3), SKIP (comma list of tiny, big, f32,
-tuning, speed, allpos, unfused), BUDGET (seconds, default 450), WORK (scratch directory for
+With CUDA_TESTS=PATH (the executable of `cargo test --release -p tell-llama --features cuda --test
+cuda --no-run`), those GPU tests run first (tell on the GPU against tell on the CPU, the unfused
+backend, every product layout, decoding with the KV cache); a failure counts as a parity failure.
+
+Environment: ROUNDS (timed windows per side, default 3), SKIP (comma list of tests, tiny, big,
+f32, tuning, speed, allpos, unfused), BUDGET (seconds, default 450), WORK (scratch directory for
 checkpoints and stores, default /tmp/tell-gpu-check; nothing big is written under OUT),
 TELL_TIMEOUT (seconds per tell run, default 600). Everything large is deleted at the end unless
 KEEP=1.
@@ -569,8 +573,27 @@ class Check:
             self.report.row(f"step {name}", "could not run", "-", False)
             return None
 
+    def cuda_tests(self):
+        exe = os.environ["CUDA_TESTS"]
+        models = Path(__file__).resolve().parent.parent / "tests" / "parity" / "models"
+        start = time.perf_counter()
+        res = subprocess.run([exe, "--test-threads", "1", "--nocapture"], capture_output=True, text=True,
+                             env=dict(self.env, TELL_TEST_MODELS=str(models)), timeout=max(60, self.left()))
+        (self.out / "logs" / "cuda-tests.log").write_text(res.stdout[-20000:] + "\n--- stderr\n" + res.stderr[-20000:])
+        passed = re.search(r"test result: (\w+)\. (\d+) passed; (\d+) failed", res.stdout)
+        skipped = "skipped" in res.stdout + res.stderr
+        ok = res.returncode == 0 and not skipped and passed is not None and int(passed.group(2)) > 0
+        self.report.emit(step="cuda-tests", ok=ok, rc=res.returncode, skipped=skipped,
+                         summary=passed.group(0) if passed else None, seconds=round(time.perf_counter() - start, 1))
+        self.report.row("tests/cuda.rs on the GPU (vs the CPU)", passed.group(0) if passed else f"exit {res.returncode}",
+                        "all pass, none skipped", ok)
+        if not ok:
+            self.report.parity_failed = True
+
     def run(self):
         self.environment()
+        if os.environ.get("CUDA_TESTS"):
+            self.step("tests", self.cuda_tests)
         torch = self.torch()
         # transformers' f32 references without TF32 (bf16 runs are not affected).
         torch.backends.cuda.matmul.allow_tf32 = False

@@ -4,7 +4,10 @@
 //! against burn's CPU matmul, and decoding with the KV cache.
 //!
 //! Built with `--features cuda` only. Without a usable GPU (no driver, no device: CI) every test
-//! prints why it skipped and passes; `run_on` must then answer with an error, not a panic.
+//! prints why it skipped and passes; `run_on` must then answer with an error, not a panic. On a
+//! machine without Rust: `cargo test --release -p tell-llama --features cuda --test cuda
+//! --no-run` here, then run the printed executable there with `TELL_TEST_MODELS` pointing at
+//! `tests/parity/models`.
 #![cfg(feature = "cuda")]
 
 use std::path::{Path, PathBuf};
@@ -29,10 +32,15 @@ fn gpu(test: &str) -> Option<CudaDevice> {
     }
 }
 
+/// The tiny parity checkpoints: `$TELL_TEST_MODELS` (a test binary carried to a GPU machine
+/// without this checkout's path), else the repository's `tests/parity/models`.
 fn model_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/parity/models")
-        .join(name)
+    match std::env::var_os("TELL_TEST_MODELS") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/parity/models")
+            .join(name),
+    }
 }
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {

@@ -183,14 +183,25 @@ pub(super) fn run_with<B: Backend, T: OnDevice>(
     task: T,
 ) -> Result<T::Output> {
     let wanted = dtype.float_dtype();
-    if set_default_dtypes::<B>(device, wanted, IntDType::I32).is_err() {
-        let current = get_device_settings::<B>(device).float_dtype;
-        if current != wanted {
-            return Err(Error::Device(format!(
-                "cuda:{} already runs {current:?} in this process; --compute-dtype {dtype} needs a new one",
-                info.index
-            )));
+    // Setting the type starts the device (cubecl's server, the CUDA context): a panic there is
+    // an error too.
+    let set = quietly(|| {
+        if set_default_dtypes::<B>(device, wanted, IntDType::I32).is_err() {
+            let current = get_device_settings::<B>(device).float_dtype;
+            if current != wanted {
+                return Err(format!(
+                    "cuda:{} already runs {current:?} in this process; --compute-dtype {dtype} \
+                     needs a new one",
+                    info.index
+                ));
+            }
         }
+        Ok(())
+    });
+    match set {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => return Err(Error::Device(message)),
+        Err(message) => return Err(Error::Device(explain(info, &message))),
     }
     // A first kernel (NVRTC, the driver) and a first product (cuBLAS, its stream): exact in
     // every float type.
