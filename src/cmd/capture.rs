@@ -1,10 +1,17 @@
 //! `tell capture MODEL --prompts FILE.jsonl --out DIR [--sites ...] [--layers ...] [--positions ...]`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Result};
-use tell_capture::{capture, interrupt_flag, CaptureOptions, Outcome, Truncate};
+use tell_capture::{
+    capture_on, interrupt_flag, CaptureError, CaptureOptions, CaptureReport, Outcome, Truncate,
+};
+use tell_llama::burn::tensor::backend::Backend;
+use tell_llama::{run_on, OnDevice};
 use tell_store::{Positions, StoreDtype};
+
+use super::device::DeviceArgs;
 
 /// Arguments of `tell capture`.
 #[derive(clap::Args)]
@@ -31,9 +38,12 @@ pub struct Args {
     /// Sequences per forward pass (left-padded).
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
-    /// Stored dtype: f32, f16 or bf16 (the model computes in f32).
-    #[arg(long, default_value = "f32")]
+    /// Stored dtype: f32, f16 or bf16 (values are rounded from the model's float type, which
+    /// --compute-dtype sets).
+    #[arg(long, visible_alias = "store-dtype", default_value = "f32")]
     dtype: String,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Continue the store in --out, skipping committed records.
     #[arg(long)]
     resume: bool,
@@ -54,8 +64,33 @@ pub struct Args {
     truncate: Option<String>,
 }
 
+/// The capture on whichever backend `--device` names.
+struct Capture<'a> {
+    model: &'a Path,
+    prompts: &'a Path,
+    out: &'a Path,
+    opts: &'a CaptureOptions,
+    stop: &'a AtomicBool,
+}
+
+impl OnDevice for Capture<'_> {
+    type Output = Result<CaptureReport, CaptureError>;
+
+    fn run<B: Backend>(self, device: &B::Device) -> Self::Output {
+        capture_on::<B>(
+            self.model,
+            self.prompts,
+            self.out,
+            self.opts,
+            self.stop,
+            device,
+        )
+    }
+}
+
 /// Runs the capture and prints a summary.
 pub fn run(args: Args) -> Result<()> {
+    let (spec, dtype) = args.device.parse()?;
     let opts = CaptureOptions {
         sites: args.sites,
         layers: args.layers,
@@ -73,7 +108,14 @@ pub fn run(args: Args) -> Result<()> {
         args: serde_json::json!(std::env::args().collect::<Vec<_>>()),
     };
     let stop = interrupt_flag()?;
-    let r = capture(&args.model, &args.prompts, &args.out, &opts, &stop)?;
+    let task = Capture {
+        model: &args.model,
+        prompts: &args.prompts,
+        out: &args.out,
+        opts: &opts,
+        stop: &stop,
+    };
+    let r = run_on(spec, dtype, task)??;
     eprintln!(
         "captured {} records ({} tokens) in {:.2} s: {:.1} tokens/s; {} holds {} of {} records",
         r.records - r.resumed_from,

@@ -2,6 +2,7 @@
 
 pub mod capture;
 pub mod demo;
+pub mod device;
 pub mod forward;
 pub mod generate;
 pub mod inspect;

@@ -395,6 +395,19 @@ fn pool_batch<B: Backend>(
     positions: Positions,
 ) -> std::result::Result<Vec<Vec<f32>>, (usize, String)> {
     let width = tensor.dims()[2];
+    // `last`: each row's position is selected where the model ran (a GPU), so that one row per
+    // record crosses to the host.
+    if positions == Positions::Last {
+        let prompts = chunk.iter().map(|&i| metas[i].prompt_tokens());
+        if let Some(rows) = crate::select::last_positions(&tensor, batch, prompts) {
+            let data = rows
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .map_err(|e| (0, format!("reading captured values back: {e:?}")))?;
+            return Ok(data.chunks_exact(width).map(<[f32]>::to_vec).collect());
+        }
+    }
     // A tensor converted to f32 always reads back as f32; the error cannot name a prompt.
     let data = tensor
         .into_data()

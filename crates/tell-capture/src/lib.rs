@@ -25,6 +25,7 @@ mod error;
 pub mod patch;
 pub mod prompts;
 pub mod respond;
+mod select;
 pub mod sites;
 
 pub use capture::{

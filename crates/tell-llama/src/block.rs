@@ -1,16 +1,18 @@
 //! One decoder block: RMSNorm, grouped-query attention with RoPE, SwiGLU MLP.
 
-use burn::tensor::{activation, backend::Backend, Int, Tensor};
+use burn::tensor::{activation, backend::Backend, DType, Int, Tensor};
 
 use crate::config::LlamaConfig;
 use crate::cpu::{self, HostF32};
 use crate::error::Result;
+use crate::gemm;
 pub use crate::linear::Linear;
 use crate::rope;
 use crate::site::Hook;
 use crate::weights::{load_tensor, TensorSource};
 
-/// Root-mean-square layer norm with a learned scale.
+/// Root-mean-square layer norm with a learned scale, computed in f32 whatever the model's float
+/// type (its weight is held in f32).
 #[derive(Debug, Clone)]
 pub struct RmsNorm<B: Backend> {
     weight: Tensor<B, 1>,
@@ -37,10 +39,12 @@ impl<B: Backend> RmsNorm<B> {
             let y = cpu::rms_norm(xh.values(), w.values(), self.eps as f32);
             return cpu::tensor(y, x.dims(), &x.device());
         }
+        let dtype = x.dtype();
+        let x = x.cast(DType::F32);
         let var = (x.clone() * x.clone()).mean_dim(2);
         // A true division: burn-ndarray's SIMD `recip` is an approximation (about 1e-5 relative)
         // used for some elements and not others, which broke padding invariance.
-        x / (var + self.eps).sqrt() * self.weight.clone().unsqueeze::<3>()
+        (x / (var + self.eps).sqrt() * self.weight.clone().unsqueeze::<3>()).cast(dtype)
     }
 }
 
@@ -55,17 +59,19 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
-    /// Loads `{prefix}.{q,k,v,o}_proj.weight`.
+    /// Loads `{prefix}.{q,k,v,o}_proj.weight` (as `dtype` where the backend holds the model's
+    /// float type).
     pub fn load(
         w: &dyn TensorSource,
         prefix: &str,
         cfg: &LlamaConfig,
         device: &B::Device,
+        dtype: DType,
     ) -> Result<Self> {
         let q = cfg.num_heads * cfg.head_dim;
         let kv = cfg.num_kv_heads * cfg.head_dim;
         let d = cfg.hidden_size;
-        let qkv = Linear::load_fused(
+        let qkv = Linear::load_fused_as(
             w,
             &[
                 (format!("{prefix}.q_proj.weight"), q),
@@ -74,8 +80,15 @@ impl<B: Backend> Attention<B> {
             ],
             d,
             device,
+            dtype,
         )?;
-        let o = Linear::load_fused(w, &[(format!("{prefix}.o_proj.weight"), d)], q, device)?;
+        let o = Linear::load_fused_as(
+            w,
+            &[(format!("{prefix}.o_proj.weight"), d)],
+            q,
+            device,
+            dtype,
+        )?;
         Ok(Self {
             qkv,
             o,
@@ -125,7 +138,10 @@ impl<B: Backend> Attention<B> {
         1.0 / (self.head_dim as f64).sqrt()
     }
 
-    /// The attention context (`[batch, seq, heads * head_dim]`) with burn's ops.
+    /// The attention context (`[batch, seq, heads * head_dim]`) with burn's ops (and cuBLAS for
+    /// the two products on CUDA). RoPE and the softmax compute in f32 whatever the model's float
+    /// type; the scores come out of their product in f32, the probabilities go into theirs in
+    /// the model's type.
     fn context(
         &self,
         qkv: Tensor<B, 3>,
@@ -135,6 +151,7 @@ impl<B: Backend> Attention<B> {
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let [b, t, _] = qkv.dims();
+        let dtype = qkv.dtype();
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let split = |from: usize, heads: usize| {
             qkv.clone()
@@ -155,11 +172,13 @@ impl<B: Backend> Attention<B> {
         let groups = h / kvh;
         let s = k.dims()[2];
         let q = q.reshape([b, kvh, groups * t, hd]);
-        let scores = q.matmul(k.swap_dims(2, 3)) * self.scale();
-        let scores = scores.reshape([b, kvh, groups, t, s]) + bias.clone().unsqueeze_dim::<5>(1);
-        let probs = activation::softmax(scores, 4).reshape([b, kvh, groups * t, s]);
-        probs
-            .matmul(v)
+        let scores = gemm::matmul(q, k.swap_dims(2, 3), DType::F32) * self.scale();
+        let scores = scores.reshape([b, kvh, groups, t, s])
+            + bias.clone().cast(DType::F32).unsqueeze_dim::<5>(1);
+        let probs = activation::softmax(scores, 4)
+            .reshape([b, kvh, groups * t, s])
+            .cast(dtype);
+        gemm::matmul(probs, v, dtype)
             .reshape([b, h, t, hd])
             .swap_dims(1, 2)
             .reshape([b, t, h * hd])
@@ -316,7 +335,7 @@ impl<B: Backend> LayerCache<B> {
         let (start, end) = (self.len, self.len + t);
         let grow = |old: Option<Tensor<B, 4>>| {
             let cap = end.next_multiple_of(CACHE_CHUNK);
-            let buf = Tensor::zeros([b, h, cap, d], &k.device());
+            let buf = Tensor::zeros([b, h, cap, d], (&k.device(), k.dtype()));
             match old {
                 Some(old) => buf.slice_assign(
                     [0..b, 0..h, 0..start, 0..d],
@@ -465,7 +484,8 @@ impl<B: Backend> LayerCache<B> {
             if pad == 0 {
                 kept
             } else {
-                Tensor::cat(vec![Tensor::zeros([b, h, pad, d], device), kept], 2)
+                let zeros = Tensor::zeros([b, h, pad, d], (device, kept.dtype()));
+                Tensor::cat(vec![zeros, kept], 2)
             }
         };
         self.store = Some(KvStore::Device {
@@ -517,15 +537,17 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
-    /// Loads `{prefix}.{gate,up,down}_proj.weight`.
+    /// Loads `{prefix}.{gate,up,down}_proj.weight` (as `dtype` where the backend holds the
+    /// model's float type).
     pub fn load(
         w: &dyn TensorSource,
         prefix: &str,
         cfg: &LlamaConfig,
         device: &B::Device,
+        dtype: DType,
     ) -> Result<Self> {
         let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
-        let gate_up = Linear::load_fused(
+        let gate_up = Linear::load_fused_as(
             w,
             &[
                 (format!("{prefix}.gate_proj.weight"), i),
@@ -533,8 +555,15 @@ impl<B: Backend> Mlp<B> {
             ],
             d,
             device,
+            dtype,
         )?;
-        let down = Linear::load_fused(w, &[(format!("{prefix}.down_proj.weight"), d)], i, device)?;
+        let down = Linear::load_fused_as(
+            w,
+            &[(format!("{prefix}.down_proj.weight"), d)],
+            i,
+            device,
+            dtype,
+        )?;
         Ok(Self {
             gate_up,
             down,
@@ -575,24 +604,26 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    /// Loads `model.layers.{layer}.*`.
+    /// Loads `model.layers.{layer}.*` (products' weights as `dtype` where the backend holds the
+    /// model's float type; norms in f32).
     pub fn load(
         w: &dyn TensorSource,
         layer: usize,
         cfg: &LlamaConfig,
         device: &B::Device,
+        dtype: DType,
     ) -> Result<Self> {
         let p = format!("model.layers.{layer}");
         Ok(Self {
             input_norm: RmsNorm::load(w, &format!("{p}.input_layernorm"), cfg, device)?,
-            attn: Attention::load(w, &format!("{p}.self_attn"), cfg, device)?,
+            attn: Attention::load(w, &format!("{p}.self_attn"), cfg, device, dtype)?,
             post_attn_norm: RmsNorm::load(
                 w,
                 &format!("{p}.post_attention_layernorm"),
                 cfg,
                 device,
             )?,
-            mlp: Mlp::load(w, &format!("{p}.mlp"), cfg, device)?,
+            mlp: Mlp::load(w, &format!("{p}.mlp"), cfg, device, dtype)?,
         })
     }
 

@@ -52,6 +52,10 @@ pub enum Error {
     /// Inputs to the forward pass are inconsistent.
     #[error("bad input: {0}")]
     Input(String),
+    /// The device cannot run the model: an unknown `--device` or `--compute-dtype`, a build
+    /// without CUDA, no usable driver or GPU, or a GPU operation that failed.
+    #[error("{0}")]
+    Device(String),
 }
 
 /// Result with this crate's [`Error`].

@@ -1,9 +1,10 @@
 //! A bias-free linear map, its weight held in the form each backend multiplies fastest.
 
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 
 use crate::cpu::{self, HostF32};
 use crate::error::Result;
+use crate::gemm;
 use crate::weights::TensorSource;
 
 /// A bias-free linear map.
@@ -23,6 +24,10 @@ enum Weight<B: Backend> {
     /// On other backends: `[in, out]`, so that `x @ w` needs no transposed view (burn-ndarray
     /// would copy one in every product).
     Device(Tensor<B, 2>),
+    /// On CUDA: Hugging Face's `[out, in]` in the model's float type (bf16 by default), uploaded
+    /// as read from the checkpoint; the product goes to cuBLAS ([`gemm::matmul`]) against its
+    /// transposed view, which cuBLAS reads as it is (a flipped operation, no copy).
+    OutIn(Tensor<B, 2>),
     /// On `flex` with the quantized kernels (AVX-512), for a GGUF weight stored in blocks
     /// ([`cpu::QuantKind`]): the blocks alone, read by [`cpu::matmul_q`] with results
     /// bit-identical to the f32 kernel on the dequantized weight, at the file's size in memory
@@ -40,7 +45,31 @@ impl<B: Backend> Linear<B> {
         d_in: usize,
         device: &B::Device,
     ) -> Result<Self> {
+        Self::load_fused_as(w, names, d_in, device, gemm::model_dtype::<B>(device))
+    }
+
+    /// [`Self::load_fused`] with the weights held as `dtype` where the backend holds them in the
+    /// model's float type (CUDA); `flex` and the other CPU backends hold f32 whatever `dtype`.
+    pub fn load_fused_as(
+        w: &dyn TensorSource,
+        names: &[(String, usize)],
+        d_in: usize,
+        device: &B::Device,
+        dtype: DType,
+    ) -> Result<Self> {
         let d_out: usize = names.iter().map(|(_, o)| o).sum();
+        if gemm::is_cuda::<B>() {
+            // Read and uploaded part by part in `dtype`: no f32 copy of a half checkpoint.
+            let mut parts = Vec::with_capacity(names.len());
+            for (name, out) in names {
+                parts.push(w.read_data(name, &[*out, d_in], dtype)?);
+            }
+            let data = stack_rows(parts, [d_out, d_in], dtype);
+            return Ok(Self {
+                weight: Weight::OutIn(Tensor::from_data(data, (device, dtype))),
+                d_out,
+            });
+        }
         if cpu::is_flex::<B>() && cpu::quant_kernels() {
             let mut parts = Vec::with_capacity(names.len());
             for (name, out) in names {
@@ -118,6 +147,12 @@ impl<B: Backend> Linear<B> {
     /// `flex` it shares the tensor's storage; elsewhere the transposed weight is a new tensor.
     pub fn from_out_in_tensor(weight: Tensor<B, 2>) -> Self {
         let [d_out, d_in] = weight.dims();
+        if gemm::is_cuda::<B>() {
+            return Self {
+                weight: Weight::OutIn(weight),
+                d_out,
+            };
+        }
         if let Some(host) = HostF32::of(&weight) {
             return Self {
                 weight: Weight::Host { weight, host },
@@ -191,7 +226,34 @@ impl<B: Backend> Linear<B> {
                 .reshape([m, d])
                 .matmul(weight.clone())
                 .reshape([b, t, out]),
+            Weight::OutIn(weight) => {
+                let dtype = weight.dtype();
+                let x = x.reshape([m, d]).cast(dtype);
+                gemm::matmul(x, weight.clone().transpose(), dtype).reshape([b, t, out])
+            }
         }
+    }
+}
+
+/// Parts of a weight, each `[rows_i, cols]` in `dtype`, stacked into one `[rows, cols]`.
+fn stack_rows(mut parts: Vec<TensorData>, shape: [usize; 2], dtype: DType) -> TensorData {
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    fn join<T: burn::tensor::Element>(parts: Vec<TensorData>, shape: [usize; 2]) -> TensorData {
+        let mut all: Vec<T> = Vec::with_capacity(shape[0] * shape[1]);
+        for part in parts {
+            all.extend(
+                part.into_vec::<T>()
+                    .expect("parts are read in the requested dtype"),
+            );
+        }
+        TensorData::new(all, shape)
+    }
+    match dtype {
+        DType::BF16 => join::<burn::tensor::bf16>(parts, shape),
+        DType::F16 => join::<burn::tensor::f16>(parts, shape),
+        _ => join::<f32>(parts, shape),
     }
 }
 

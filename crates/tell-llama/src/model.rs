@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorData};
 
 use crate::batch::Batch;
 use crate::block::{Block, LayerCache, Linear, RmsNorm};
@@ -13,6 +13,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::LlamaConfig;
 use crate::cpu;
 use crate::error::{Error, Result};
+use crate::gemm;
 use crate::intervene::Edits;
 use crate::rope::Rope;
 use crate::site::{Hook, Site};
@@ -75,6 +76,7 @@ pub struct Llama<B: Backend> {
     lm_head: Linear<B>,
     rope: Rope,
     device: B::Device,
+    dtype: DType,
 }
 
 impl<B: Backend> Llama<B> {
@@ -84,26 +86,80 @@ impl<B: Backend> Llama<B> {
         Self::from_weights(checkpoint.config.clone(), checkpoint.source(), device)
     }
 
-    /// Builds the model from a config and weights named as in HF checkpoints.
+    /// Loads a checkpoint with its weights and activations held as `dtype` on a backend that
+    /// holds the model's float type (CUDA); see [`Self::from_weights_as`].
+    pub fn load_as(path: &Path, device: &B::Device, dtype: DType) -> Result<Self> {
+        let checkpoint = Checkpoint::open(path)?;
+        Self::from_weights_as(
+            checkpoint.config.clone(),
+            checkpoint.source(),
+            device,
+            dtype,
+        )
+    }
+
+    /// Builds the model from a config and weights named as in HF checkpoints, in the device's
+    /// float type ([`gemm::model_dtype`]: f32 on the CPU, `--compute-dtype` on a GPU).
     pub fn from_weights(
         config: LlamaConfig,
         w: &dyn TensorSource,
         device: &B::Device,
     ) -> Result<Self> {
+        Self::from_weights_as(config, w, device, gemm::model_dtype::<B>(device))
+    }
+
+    /// [`Self::from_weights`] with the products' weights, the embeddings and the activations
+    /// between operations held as `dtype` (F32, BF16 or F16) on backends that hold the model's
+    /// float type (CUDA): read tensor by tensor in that type, a half checkpoint without an f32
+    /// copy. Norm weights stay f32; norms, RoPE and softmax compute in f32. The CPU backends
+    /// hold f32 whatever `dtype`.
+    pub fn from_weights_as(
+        config: LlamaConfig,
+        w: &dyn TensorSource,
+        device: &B::Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
+            return Err(Error::Device(format!(
+                "the model runs in f32, bf16 or f16, not {dtype:?}"
+            )));
+        }
+        let dtype = if gemm::is_cuda::<B>() {
+            dtype
+        } else {
+            DType::F32
+        };
         let (v, d) = (config.vocab_size, config.hidden_size);
-        let embed = Tensor::from_data(
-            TensorData::new(w.read_f32("model.embed_tokens.weight", &[v, d])?, [v, d]),
-            device,
-        );
-        let lm_head = if config.tie_word_embeddings {
+        let embed_name = "model.embed_tokens.weight";
+        let embed = if gemm::is_cuda::<B>() {
+            Tensor::from_data(w.read_data(embed_name, &[v, d], dtype)?, (device, dtype))
+        } else {
+            Tensor::from_data(
+                TensorData::new(w.read_f32(embed_name, &[v, d])?, [v, d]),
+                device,
+            )
+        };
+        let lm_head = if config.tie_word_embeddings && gemm::is_cuda::<B>() {
+            Linear::from_out_in_tensor(embed.clone())
+        } else if config.tie_word_embeddings {
             // On flex the head shares the embedding's storage (its `[vocab, d]` is `[out, in]`).
             Linear::from_out_in_tensor(embed.clone())
-                .with_quantized(w.read_quantized("model.embed_tokens.weight", &[v, d])?)
+                .with_quantized(w.read_quantized(embed_name, &[v, d])?)
         } else {
-            Linear::load_fused(w, &[("lm_head.weight".to_string(), v)], d, device)?
+            Linear::load_fused_as(w, &[("lm_head.weight".to_string(), v)], d, device, dtype)?
         };
         let blocks = (0..config.num_layers)
-            .map(|l| Block::load(w, l, &config, device))
+            .map(|l| {
+                let block = Block::load(w, l, &config, device, dtype)?;
+                if gemm::is_cuda::<B>() {
+                    // Uploads are queued: waiting for each block's keeps the host copies in
+                    // flight to about one block's (host memory stays small while loading 8B).
+                    B::sync(device).map_err(|e| {
+                        Error::Device(format!("uploading layer {l}'s weights: {e:?}"))
+                    })?;
+                }
+                Ok(block)
+            })
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(w, "model.norm", &config, device)?;
         Ok(Self {
@@ -114,7 +170,13 @@ impl<B: Backend> Llama<B> {
             norm,
             lm_head,
             device: device.clone(),
+            dtype,
         })
+    }
+
+    /// The float type the weights and activations are held in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// The architecture.
@@ -224,7 +286,10 @@ impl<B: Backend> Llama<B> {
             .iter()
             .flat_map(|row| row.iter().map(|&m| if m { 0.0 } else { MASKED }))
             .collect();
-        let bias = Tensor::from_data(TensorData::new(bias, [rows, 1, 1, past]), &self.device);
+        let bias = Tensor::from_data(
+            TensorData::new(bias, [rows, 1, 1, past]),
+            (&self.device, DType::F32),
+        );
         let step = Step {
             tokens,
             positions: &positions,
@@ -277,6 +342,12 @@ impl<B: Backend> Llama<B> {
         logits: Logits,
         edits: Option<Edits<'_>>,
     ) -> Result<Output<B>> {
+        #[cfg(feature = "cuda")]
+        if gemm::is_cuda::<B>() {
+            // A cuBLAS product that failed after its operation returned is reported here, at
+            // the next forward pass, and by `run_on` when the command ends.
+            crate::cuda::check()?;
+        }
         let cfg = &self.config;
         let wanted: BTreeSet<Site> = sites
             .iter()
@@ -402,14 +473,15 @@ fn edit_host<B: Backend>(
     match cpu::update_in_place(value, |v| done = apply(v)) {
         Ok(value) => done.map(|()| value),
         Err(value) => {
-            let device = value.device();
+            let (device, dtype) = (value.device(), value.dtype());
             let mut data = value
                 .into_data()
                 .convert::<f32>()
                 .into_vec::<f32>()
                 .map_err(|e| Error::Input(format!("reading {site}: {e:?}")))?;
             apply(&mut data)?;
-            Ok(cpu::tensor(data, dims, &device))
+            // Back in the model's float type (bf16 on a GPU).
+            Ok(cpu::tensor::<B, 3>(data, dims, &device).cast(dtype))
         }
     }
 }
@@ -531,7 +603,7 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-/// The additive attention bias `[batch, 1, seq, seq]`: causal, and blind to padded keys.
+/// The additive attention bias `[batch, 1, seq, seq]` (f32): causal, and blind to padded keys.
 fn attention_bias<B: Backend>(batch: &Batch, device: &B::Device) -> Tensor<B, 4> {
     let (b, t) = (batch.size(), batch.seq);
     let mut bias = vec![MASKED; b * t * t];
@@ -546,5 +618,5 @@ fn attention_bias<B: Backend>(batch: &Batch, device: &B::Device) -> Tensor<B, 4>
             }
         }
     }
-    Tensor::from_data(TensorData::new(bias, [b, 1, t, t]), device)
+    Tensor::from_data(TensorData::new(bias, [b, 1, t, t]), (device, DType::F32))
 }

@@ -1,6 +1,6 @@
 //! Rotary position embeddings in Hugging Face's rotate-half layout, with `llama3` scaling.
 
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 
 use crate::config::{LlamaConfig, RopeScaling};
 
@@ -60,7 +60,7 @@ impl Rope {
     }
 
     /// `cos` and `sin` tables of shape `[batch, 1, seq, head_dim]` for the given positions
-    /// (`positions[b * seq + t]`).
+    /// (`positions[b * seq + t]`), in f32 whatever the device's float type.
     pub fn tables<B: Backend>(
         &self,
         positions: &[usize],
@@ -84,20 +84,23 @@ impl Rope {
         }
         let shape = [batch, 1, seq, self.head_dim];
         (
-            Tensor::from_data(TensorData::new(cos, shape), device),
-            Tensor::from_data(TensorData::new(sin, shape), device),
+            Tensor::from_data(TensorData::new(cos, shape), (device, DType::F32)),
+            Tensor::from_data(TensorData::new(sin, shape), (device, DType::F32)),
         )
     }
 }
 
-/// Applies RoPE to `x` of shape `[batch, heads, seq, head_dim]`.
+/// Applies RoPE to `x` of shape `[batch, heads, seq, head_dim]`, computing in the tables' type
+/// (f32) and returning `x`'s.
 pub fn apply<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
     let [b, h, t, d] = x.dims();
+    let dtype = x.dtype();
+    let x = x.cast(cos.dtype());
     let half = d / 2;
     let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..half]);
     let x2 = x.clone().slice([0..b, 0..h, 0..t, half..d]);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x * cos.clone() + rotated * sin.clone()
+    (x * cos.clone() + rotated * sin.clone()).cast(dtype)
 }
 
 #[cfg(test)]

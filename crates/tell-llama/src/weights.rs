@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata, SafeTensors};
 
@@ -184,8 +184,8 @@ impl Weights {
         })
     }
 
-    /// Reads a tensor as f32 values after checking its shape.
-    fn read_safetensors(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    /// The bytes and dtype of a tensor after checking its shape, and where they lie in its shard.
+    fn locate(&self, name: &str, shape: &[usize]) -> Result<Located<'_>> {
         let &i = self
             .location
             .get(name)
@@ -211,20 +211,10 @@ impl Weights {
         }
         let (start, end) = info.data_offsets;
         let base = 8 + shard.header_len;
-        let bytes = &shard.mmap[base + start..base + end];
-        let values = match info.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+        let dtype = match info.dtype {
+            Dtype::F32 => DType::F32,
+            Dtype::F16 => DType::F16,
+            Dtype::BF16 => DType::BF16,
             other => {
                 return Err(Error::Dtype {
                     name: name.to_owned(),
@@ -233,7 +223,83 @@ impl Weights {
                 })
             }
         };
-        Ok(values)
+        Ok(Located {
+            shard,
+            offset: base + start,
+            bytes: &shard.mmap[base + start..base + end],
+            dtype,
+        })
+    }
+
+    /// Reads a tensor as f32 values after checking its shape.
+    fn read_safetensors(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self.locate(name, shape)?;
+        Ok(widen(t.bytes, t.dtype))
+    }
+}
+
+/// A tensor's bytes in the memory map.
+struct Located<'a> {
+    shard: &'a Shard,
+    offset: usize,
+    bytes: &'a [u8],
+    dtype: DType,
+}
+
+/// Little-endian F32, F16 or BF16 bytes as f32 values.
+fn widen(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    match dtype {
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        _ => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    }
+}
+
+/// Little-endian F32, F16 or BF16 bytes (`from`) as tensor data of dtype `to` (F32, F16 or BF16):
+/// the values copied when the types agree, else converted one by one (rounding to nearest even),
+/// never through an f32 copy of the whole tensor.
+fn convert(bytes: &[u8], from: DType, to: DType, shape: &[usize]) -> TensorData {
+    fn each<T: burn::tensor::Element>(bytes: &[u8], from: DType, f: impl Fn(f32) -> T) -> Vec<T> {
+        let width = if from == DType::F32 { 4 } else { 2 };
+        bytes
+            .chunks_exact(width)
+            .map(|c| {
+                f(match from {
+                    DType::F16 => half::f16::from_le_bytes([c[0], c[1]]).to_f32(),
+                    DType::BF16 => half::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
+                    _ => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+                })
+            })
+            .collect()
+    }
+    let shape = shape.to_vec();
+    match (from, to) {
+        (DType::BF16, DType::BF16) => TensorData::new(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]))
+                .collect::<Vec<_>>(),
+            shape,
+        ),
+        (DType::F16, DType::F16) => TensorData::new(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                .collect::<Vec<_>>(),
+            shape,
+        ),
+        (_, DType::BF16) => TensorData::new(each(bytes, from, half::bf16::from_f32), shape),
+        (_, DType::F16) => TensorData::new(each(bytes, from, half::f16::from_f32), shape),
+        _ => TensorData::new(widen(bytes, from), shape),
     }
 }
 
@@ -253,6 +319,14 @@ pub trait TensorSource {
         Ok(None)
     }
 
+    /// Reads the tensor `name` as data of `dtype` (F32, F16 or BF16) after checking its shape:
+    /// how a device backend loads its weights, tensor by tensor. The default widens
+    /// [`Self::read_f32`]; a source that holds half types overrides it to copy them as they are.
+    fn read_data(&self, name: &str, shape: &[usize], dtype: DType) -> Result<TensorData> {
+        let values = self.read_f32(name, shape)?;
+        Ok(TensorData::new(values, shape.to_vec()).convert_dtype(dtype))
+    }
+
     /// Dtype and shape of each stored tensor, by HF name, sorted by name.
     fn describe(&self) -> Vec<(String, TensorMeta)>;
 
@@ -263,6 +337,25 @@ pub trait TensorSource {
 impl TensorSource for Weights {
     fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         self.read_safetensors(name, shape)
+    }
+
+    fn read_data(&self, name: &str, shape: &[usize], dtype: DType) -> Result<TensorData> {
+        let t = self.locate(name, shape)?;
+        let data = convert(t.bytes, t.dtype, dtype, shape);
+        // The values are copied: the mapped pages can go, so that loading a model larger than
+        // memory-to-spare keeps the host's resident memory at about one tensor (the kernel keeps
+        // the file in its page cache as long as it can; a later read maps it back in).
+        #[cfg(unix)]
+        // SAFETY: the map is read-only and private; dropping its clean pages only makes the next
+        // access read the file again.
+        let _ = unsafe {
+            t.shard.mmap.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                t.offset,
+                t.bytes.len(),
+            )
+        };
+        Ok(data)
     }
 
     fn describe(&self) -> Vec<(String, TensorMeta)> {
@@ -277,7 +370,7 @@ impl TensorSource for Weights {
     }
 }
 
-/// Loads a tensor from a source into the backend's float type after checking its shape.
+/// Loads a tensor from a source as f32 (whatever the device's float type) after checking its shape.
 pub fn load_tensor<B: Backend, const D: usize>(
     source: &dyn TensorSource,
     name: &str,
@@ -285,5 +378,20 @@ pub fn load_tensor<B: Backend, const D: usize>(
     device: &B::Device,
 ) -> Result<Tensor<B, D>> {
     let values = source.read_f32(name, &shape)?;
-    Ok(Tensor::from_data(TensorData::new(values, shape), device))
+    Ok(Tensor::from_data(
+        TensorData::new(values, shape),
+        (device, DType::F32),
+    ))
+}
+
+/// Loads a tensor from a source as `dtype` on the device (a backend that is not `flex`).
+pub fn load_tensor_as<B: Backend, const D: usize>(
+    source: &dyn TensorSource,
+    name: &str,
+    shape: [usize; D],
+    dtype: DType,
+    device: &B::Device,
+) -> Result<Tensor<B, D>> {
+    let data = source.read_data(name, &shape, dtype)?;
+    Ok(Tensor::from_data(data, (device, dtype)))
 }
