@@ -487,8 +487,8 @@ class Check:
             if target:
                 rss = t["rss_mib"]
                 self.report.row(f"host peak RSS, {label} load + {batch}x{length} capture",
-                                f"{rss:,.0f} MiB" if rss else "not read (run shorter than a poll)", "< 4096 MiB",
-                                (rss < 4096) if rss else None)
+                                f"{rss:,.0f} MiB" if rss >= 1 else "not read (run shorter than a poll)", "< 4096 MiB",
+                                (rss < 4096) if rss >= 1 else None)
                 if t["gpu_mib"] is not None:
                     g = t["gpu_mib"]
                     self.report.row(f"device memory, {label} {batch}x{length}", f"{g:,.0f} MiB", "< 24576 MiB", g < 24576)
