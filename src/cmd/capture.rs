@@ -62,6 +62,8 @@ pub struct Args {
     /// Over-long prompts: cut on the left (oldest prompt tokens) or right (end); default: error.
     #[arg(long)]
     truncate: Option<String>,
+    #[command(flatten)]
+    edits: super::intervene::PatchEditArgs,
 }
 
 /// The capture on whichever backend `--device` names.
@@ -91,6 +93,8 @@ impl OnDevice for Capture<'_> {
 /// Runs the capture and prints a summary.
 pub fn run(args: Args) -> Result<()> {
     let (spec, dtype) = args.device.parse()?;
+    let config = tell_llama::Checkpoint::open(&args.model)?.config;
+    let intervention = args.edits.resolve(&config)?.map(std::sync::Arc::new);
     let opts = CaptureOptions {
         sites: args.sites,
         layers: args.layers,
@@ -106,6 +110,8 @@ pub fn run(args: Args) -> Result<()> {
         system: args.system,
         progress: true,
         args: serde_json::json!(std::env::args().collect::<Vec<_>>()),
+        intervention,
+        patch_from: args.edits.patch_from.clone(),
     };
     let stop = interrupt_flag()?;
     let task = Capture {

@@ -57,10 +57,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    edits: super::intervene::EditArgs,
-    /// Source prompts for `patch` edits (JSONL, as --prompts): line i patches prompt i.
-    #[arg(long, requires = "prompts")]
-    patch_from: Option<PathBuf>,
+    edits: super::intervene::PatchEditArgs,
 }
 
 /// Generates for one prompt or a file of prompts.
@@ -81,8 +78,13 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
     let model = Llama::<CpuBackend>::load(&args.model, &Default::default())?;
     let intervention = args.edits.resolve(model.config())?;
-    if intervention.as_ref().is_some_and(|iv| iv.patches()) && args.patch_from.is_none() {
-        bail!("a patch edit needs source values: give --prompts with --patch-from FILE.jsonl");
+    if intervention.as_ref().is_some_and(|iv| iv.patches())
+        && (args.edits.patch_from.is_none() || args.prompts.is_none())
+    {
+        bail!(
+            "a patch edit needs source values: give --prompts with --patch-from FILE.jsonl \
+             (line i patches prompt i) or a store captured with --positions all"
+        );
     }
     let opts = RespondOptions {
         generate: GenerateOptions {
@@ -100,7 +102,8 @@ pub fn run(args: Args) -> Result<()> {
         batch_size: args.batch_size,
         system: args.system.clone(),
         chat: !args.raw,
-        patch_from: args.patch_from.clone(),
+        patch_from: args.edits.patch_from.clone(),
+        patch_model_hash: args.edits.patch_model_hash(&args.model)?,
     };
     if let (Some(prompts), Some(out)) = (&args.prompts, &args.out) {
         let bar = indicatif::ProgressBar::new_spinner();

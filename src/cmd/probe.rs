@@ -1,4 +1,4 @@
-//! `tell probe train | compare | apply`: linear probes per layer on an activation store.
+//! `tell probe train | compare | apply | means`: linear probes per layer on an activation store.
 
 use std::path::PathBuf;
 
@@ -25,6 +25,41 @@ enum ProbeCommand {
     Compare(CompareArgs),
     /// Score every record of a store with a saved probe; write record, id, score, predicted.
     Apply(ApplyArgs),
+    /// Difference of the raw activation means of two label groups at one site and layer, as a
+    /// steering vector for `--edit "add ... vector=FILE"` (a .safetensors naming its site, layer).
+    Means(MeansArgs),
+}
+
+/// Arguments of `tell probe means`.
+#[derive(clap::Args)]
+struct MeansArgs {
+    /// Activation store directory with one row per record (not `--positions all`).
+    #[arg(long)]
+    acts: PathBuf,
+    /// Labels CSV (e.g. labels.csv from `tell labels`).
+    #[arg(long)]
+    labels: PathBuf,
+    /// Column of the labels CSV that holds the label.
+    #[arg(long)]
+    label: String,
+    /// Label value of the group the vector points to (default: 1/true/yes).
+    #[arg(long)]
+    positive: Option<String>,
+    /// Columns joining the labels CSV to the store's records.csv (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "id")]
+    join_on: Vec<String>,
+    /// Store site, e.g. hook_resid_post.
+    #[arg(long, default_value = "hook_resid_post")]
+    site: String,
+    /// Layer.
+    #[arg(long)]
+    layer: u32,
+    /// Leave out records with no row in the labels file (default: refuse them).
+    #[arg(long)]
+    skip_unlabelled: bool,
+    /// The .safetensors file to write (tensors direction, mean_positive, mean_negative).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// Arguments of `tell probe train`.
@@ -121,7 +156,38 @@ pub fn run(args: Args) -> Result<()> {
         ProbeCommand::Train(a) => train(*a),
         ProbeCommand::Compare(a) => compare(a),
         ProbeCommand::Apply(a) => apply(a),
+        ProbeCommand::Means(a) => means(a),
     }
+}
+
+fn means(a: MeansArgs) -> Result<()> {
+    let site = if a.site.starts_with("hook_") || a.site.contains('.') {
+        a.site
+    } else {
+        format!("hook_{}", a.site)
+    };
+    let cfg = tell_probe::means::MeansConfig {
+        acts: a.acts,
+        labels: a.labels,
+        label: a.label,
+        positive: a.positive,
+        join_on: a.join_on,
+        site,
+        layer: a.layer,
+        skip_unlabelled: a.skip_unlabelled,
+        out: a.out,
+    };
+    let d = tell_probe::means::means_from_store(&cfg)?;
+    println!(
+        "mean difference at blocks.{}.{}: {} positive, {} negative records, norm {:.4} -> {}",
+        cfg.layer,
+        cfg.site,
+        d.n_positive,
+        d.n_negative,
+        d.norm(),
+        cfg.out.display()
+    );
+    Ok(())
 }
 
 fn train(a: TrainArgs) -> Result<()> {

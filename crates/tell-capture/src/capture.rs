@@ -18,7 +18,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tell_llama::burn::tensor::backend::Backend;
 use tell_llama::burn::tensor::{Tensor, TensorData};
-use tell_llama::{Batch, Checkpoint, Llama, Logits, Site};
+use tell_llama::{Batch, Checkpoint, Edits, Intervention, Llama, Logits, RowEdit, Site};
 use tell_store::{
     model_hash, pool_into, ModelIdentity, Positions, RecordMeta, SiteLayerKey, Store, StoreDtype,
     StoreSpec, StoreWriter,
@@ -26,6 +26,7 @@ use tell_store::{
 
 use crate::encode::{Encoder, Truncate};
 use crate::error::{CaptureError, Result};
+use crate::patch::{is_store, PatchSource};
 use crate::prompts::{check_file, PromptReader};
 use crate::sites::select;
 
@@ -60,6 +61,11 @@ pub struct CaptureOptions {
     pub progress: bool,
     /// Provenance kept in the manifest (e.g. the command line).
     pub args: serde_json::Value,
+    /// Edits applied while capturing: the store holds the edited model's values.
+    pub intervention: Option<Arc<Intervention>>,
+    /// Values `patch` edits copy in: a prompts file (line i patches prompt i) or a store
+    /// captured with `--positions all` (record i patches prompt i).
+    pub patch_from: Option<PathBuf>,
 }
 
 impl Default for CaptureOptions {
@@ -79,6 +85,8 @@ impl Default for CaptureOptions {
             system: None,
             progress: false,
             args: serde_json::Value::Null,
+            intervention: None,
+            patch_from: None,
         }
     }
 }
@@ -216,9 +224,14 @@ pub fn capture_on<B: Backend>(
     for line in PromptReader::open(prompts)? {
         encoder.encode(&line?)?;
     }
+    let identity = model_identity(&ck);
+    if let Some(iv) = &opts.intervention {
+        iv.check(&cfg)?;
+    }
+    let patch = patch_source(opts, &encoder, ids.len(), cfg.hidden_size, &identity.hash)?;
 
     let mut spec = StoreSpec::new(
-        model_identity(&ck),
+        identity,
         selection.site_specs(cfg.hidden_size, cfg.vocab_size),
         selection.layers.iter().map(|&l| l as u32).collect(),
         opts.positions,
@@ -303,7 +316,12 @@ pub fn capture_on<B: Backend>(
             }
             let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
             let batch = Batch::left_padded(&seqs, 0)?;
-            let mut output = llama.forward(&batch, &model_sites, Logits::None)?;
+            let rows = row_edits(&llama, opts, patch.as_ref(), chunk, base, &metas)?;
+            let edits = opts.intervention.as_deref().map(|iv| Edits {
+                intervention: iv,
+                rows: &rows,
+            });
+            let mut output = llama.forward_with(&batch, &model_sites, Logits::None, edits)?;
             // pooled[site][b]: the kept values of the chunk's row b at that site.
             let mut pooled = BTreeMap::new();
             for site in &model_sites {
@@ -361,6 +379,19 @@ pub fn capture_on<B: Backend>(
         }
     }
     bar.finish_and_clear();
+    if !interrupted && next < total {
+        // The first pass read `total` lines; a pipe or a file cut meanwhile gives fewer now.
+        writer.flush()?;
+        return Err(CaptureError::Prompt {
+            path: prompts.to_path_buf(),
+            line: next + 1,
+            message: format!(
+                "the file ended after {next} of the {total} lines read before (changed while \
+                 capturing, or a pipe, which cannot be read twice: write it to a file); the \
+                 store keeps its whole shards and --resume continues it"
+            ),
+        });
+    }
     let seconds = start.elapsed().as_secs_f64();
     let records = if interrupted {
         writer.completed_records()
@@ -381,6 +412,78 @@ pub fn capture_on<B: Backend>(
         head_rows: head_rows_done,
         seconds,
     })
+}
+
+/// The patch source of a capture whose edits patch, checked before the store is touched.
+fn patch_source(
+    opts: &CaptureOptions,
+    encoder: &Encoder,
+    targets: usize,
+    hidden: usize,
+    model_hash: &str,
+) -> Result<Option<PatchSource>> {
+    let sites = match &opts.intervention {
+        Some(iv) if iv.patches() => iv.patch_sites(),
+        _ => {
+            if let Some(p) = &opts.patch_from {
+                return Err(CaptureError::Options(format!(
+                    "--patch-from {} is given but no edit patches",
+                    p.display()
+                )));
+            }
+            return Ok(None);
+        }
+    };
+    let Some(path) = &opts.patch_from else {
+        return Err(CaptureError::Options(
+            "a patch edit needs source values: give --patch-from FILE.jsonl (line i patches \
+             prompt i) or a store captured with --positions all (record i patches prompt i)"
+                .into(),
+        ));
+    };
+    if is_store(path) {
+        return PatchSource::store(path, &sites, targets, hidden, Some(model_hash)).map(Some);
+    }
+    check_file(path)?;
+    let mut tokens = Vec::new();
+    for line in PromptReader::open(path)? {
+        tokens.push(encoder.encode(&line?)?.tokens);
+    }
+    PatchSource::prompts(path, tokens, targets).map(Some)
+}
+
+/// Each batch row's edit context: its prompt length, its noise key (the global prompt index,
+/// as in generation, so a record's noise does not depend on its batch) and its patch values.
+fn row_edits<B: Backend>(
+    llama: &Llama<B>,
+    opts: &CaptureOptions,
+    patch: Option<&PatchSource>,
+    chunk: &[usize],
+    base: usize,
+    metas: &[RecordMeta],
+) -> Result<Vec<RowEdit>> {
+    let Some(iv) = &opts.intervention else {
+        return Ok(Vec::new());
+    };
+    let values = match patch {
+        Some(p) => {
+            let global: Vec<usize> = chunk.iter().map(|&i| base + i).collect();
+            p.values(llama, &global, &iv.patch_sites(), opts.batch_size)?
+                .into_iter()
+                .map(Some)
+                .collect()
+        }
+        None => vec![None; chunk.len()],
+    };
+    Ok(chunk
+        .iter()
+        .zip(values)
+        .map(|(&i, patch)| RowEdit {
+            prompt_len: metas[i].prompt_tokens(),
+            key: (base + i) as u64,
+            patch,
+        })
+        .collect())
 }
 
 /// Rows of the LM head computed at once: bounds the `[rows, vocab]` tensor of an `all` capture.

@@ -33,7 +33,7 @@ pub use capture::{
 };
 pub use encode::{render_prompt, Encoded, Encoder, Truncate};
 pub use error::{CaptureError, Result};
-pub use patch::patch_sources;
+pub use patch::{is_store, patch_sources, PatchSource};
 pub use prompts::{
     check_file, parse_line, ChatMessage, IdLines, PromptInput, PromptLine, PromptReader,
     PromptsSummary, ResponseInput,

@@ -18,6 +18,7 @@ use tell_tokenizer::Tokenizer;
 
 use crate::encode::render_prompt;
 use crate::error::{CaptureError, Result};
+use crate::patch::PatchSource;
 use crate::prompts::{IdLines, PromptInput, PromptLine, PromptReader};
 
 /// How to generate for a prompt file.
@@ -33,8 +34,11 @@ pub struct RespondOptions {
     pub system: Option<String>,
     /// Render `text` prompts with the chat template (a `messages` prompt always is).
     pub chat: bool,
-    /// A prompt file whose line i gives the values that `patch` edits copy into prompt i.
+    /// Values `patch` edits copy in: a prompts file (line i patches prompt i) or a store
+    /// captured with `--positions all` (record i patches prompt i).
     pub patch_from: Option<std::path::PathBuf>,
+    /// The model's identity hash, to refuse a patch store captured from another model.
+    pub patch_model_hash: Option<String>,
 }
 
 impl Default for RespondOptions {
@@ -46,6 +50,7 @@ impl Default for RespondOptions {
             system: None,
             chat: true,
             patch_from: None,
+            patch_model_hash: None,
         }
     }
 }
@@ -187,35 +192,41 @@ pub fn respond_file<B: Backend>(
     if let Some(iv) = gen.intervention.as_deref().filter(|iv| iv.patches()) {
         let Some(source) = &opts.patch_from else {
             return Err(CaptureError::Options(
-                "a patch edit needs source values: give --patch-from FILE.jsonl (line i patches prompt i)"
+                "a patch edit needs source values: give --patch-from FILE.jsonl (line i patches \
+                 prompt i) or a store captured with --positions all (record i patches prompt i)"
                     .into(),
             ));
         };
-        let mut sources = Vec::new();
-        for line in PromptReader::open(source)? {
-            let line = line?;
-            sources.push(prompt_tokens(
-                tokenizer,
-                &line.input,
-                opts.chat,
-                opts.system.as_deref(),
-            )?);
-        }
-        if sources.len() != seqs.len() {
-            return Err(CaptureError::Prompt {
-                path: source.clone(),
-                line: sources.len().min(seqs.len()) + 1,
-                message: format!(
-                    "{} source prompts for {} prompts in {}: line i patches prompt i",
-                    sources.len(),
-                    seqs.len(),
-                    prompts.display()
-                ),
-            });
-        }
-        let values = crate::patch_sources(model, &sources, &iv.sites(), opts.batch_size)
-            .map_err(|e| CaptureError::Options(format!("running the patch sources: {e}")))?;
+        let sites = iv.patch_sites();
+        let patch = if crate::patch::is_store(source) {
+            PatchSource::store(
+                source,
+                &sites,
+                seqs.len(),
+                model.config().hidden_size,
+                opts.patch_model_hash.as_deref(),
+            )?
+        } else {
+            let mut tokens = Vec::new();
+            for line in PromptReader::open(source)? {
+                let line = line?;
+                tokens.push(prompt_tokens(
+                    tokenizer,
+                    &line.input,
+                    opts.chat,
+                    opts.system.as_deref(),
+                )?);
+            }
+            PatchSource::prompts(source, tokens, seqs.len())?
+        };
+        let all: Vec<usize> = (0..seqs.len()).collect();
+        let values = patch.values(model, &all, &sites, opts.batch_size)?;
         gen.patches = Some(std::sync::Arc::new(values));
+    } else if let Some(source) = &opts.patch_from {
+        return Err(CaptureError::Options(format!(
+            "--patch-from {} is given but no edit patches",
+            source.display()
+        )));
     }
     let stops = &opts.stop_strings;
     // Finished responses wait here until every earlier prompt's response is written.

@@ -173,7 +173,7 @@ impl Selection {
 }
 
 /// `hook_resid_post` etc.
-fn hook_name(h: Hook) -> String {
+pub(crate) fn hook_name(h: Hook) -> String {
     format!("hook_{}", h.short())
 }
 

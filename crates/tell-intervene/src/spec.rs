@@ -14,7 +14,8 @@
 //!
 //! The same edit as `--edit "add site=resid_post layers=12 positions=last alpha=4 vector=P"`.
 //! A vector is a probe directory written by `tell probe train` (its direction in raw activation
-//! space, `direction / std`), its `probe.safetensors`, an `.npy` of `[d]` or `[1, d]` floats, or a
+//! space, `direction / std`), its `probe.safetensors`, a difference of means written by `tell probe
+//! means` (which also gives the site and layer), an `.npy` of `[d]` or `[1, d]` floats, or a
 //! `.safetensors` file with one tensor (or `FILE.safetensors#NAME`). A probe also gives the site
 //! and layer when the edit names none. Relative paths in a file are relative to the file.
 
@@ -305,11 +306,7 @@ pub fn load_vector(path: &Path, d: usize) -> Result<Vector> {
             layer: None,
         }
     } else if file.extension().is_some_and(|e| e == "safetensors") {
-        Vector {
-            values: read_safetensors(&file, name.as_deref()).map_err(verr)?,
-            site: None,
-            layer: None,
-        }
+        read_safetensors(&file, name.as_deref()).map_err(verr)?
     } else {
         return Err(verr(
             "expected a probe directory, an .npy or a .safetensors[#name] file".into(),
@@ -389,13 +386,18 @@ fn read_npy(path: &Path) -> std::result::Result<Vec<f32>, String> {
 }
 
 /// One F32 tensor of a safetensors file (`direction_raw` in probe files, else the only one).
-fn read_safetensors(path: &Path, name: Option<&str>) -> std::result::Result<Vec<f32>, String> {
+/// Reads one tensor; a file written by `tell probe means` also names its site and layer in its
+/// metadata, and its `direction` is taken when no tensor is named.
+fn read_safetensors(path: &Path, name: Option<&str>) -> std::result::Result<Vector, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| e.to_string())?;
+    let info = header.metadata().clone().unwrap_or_default();
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| e.to_string())?;
     let names = st.names();
     let name = match name {
         Some(n) => n.to_string(),
         None if names.contains(&"direction_raw") => "direction_raw".to_string(),
+        None if names.contains(&"direction") => "direction".to_string(),
         None if names.len() == 1 => names[0].to_string(),
         None => {
             return Err(format!(
@@ -421,10 +423,22 @@ fn read_safetensors(path: &Path, name: Option<&str>) -> std::result::Result<Vec<
             t.shape()
         ));
     }
-    Ok(t.data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    let layer = match info.get("layer") {
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| format!("metadata layer {l:?} is not a layer index"))?,
+        ),
+        None => None,
+    };
+    Ok(Vector {
+        values: t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        site: info.get("site").cloned(),
+        layer,
+    })
 }
 
 #[cfg(test)]

@@ -201,11 +201,29 @@ impl Intervention {
         self.edits.iter().any(|e| e.op == Op::Patch)
     }
 
-    /// The block sites some edit touches (the sites a patch source must provide).
+    /// The block sites some edit touches.
     pub fn sites(&self) -> Vec<Site> {
         let mut out: Vec<Site> = self
             .edits
             .iter()
+            .flat_map(|e| {
+                e.layers.iter().map(|&layer| Site::Block {
+                    layer,
+                    hook: e.hook,
+                })
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The block sites `patch` edits touch (the sites a patch source must provide).
+    pub fn patch_sites(&self) -> Vec<Site> {
+        let mut out: Vec<Site> = self
+            .edits
+            .iter()
+            .filter(|e| e.op == Op::Patch)
             .flat_map(|e| {
                 e.layers.iter().map(|&layer| Site::Block {
                     layer,

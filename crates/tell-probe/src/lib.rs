@@ -19,6 +19,7 @@ pub mod kernels;
 pub mod lbfgs;
 pub mod lda;
 pub mod logistic;
+pub mod means;
 pub mod metrics;
 pub mod pipeline;
 pub mod plot;
