@@ -48,6 +48,11 @@ pub struct PatchEditArgs {
 }
 
 impl PatchEditArgs {
+    /// Whether no edit, spec or patch source was given.
+    pub fn is_empty(&self) -> bool {
+        self.edits.intervene.is_none() && self.edits.edit.is_empty() && self.patch_from.is_none()
+    }
+
     /// The resolved intervention; `--patch-from` without a patch edit is refused.
     pub fn resolve(&self, cfg: &LlamaConfig) -> Result<Option<Intervention>> {
         let iv = self.edits.resolve(cfg)?;

@@ -1,5 +1,6 @@
 //! `tell run SUITE --model MODEL --out RUN [--limit N] [--max-new-tokens N] [--batch-size N]
-//! [--resume] [--force]`: every stage of a suite, chained (tell_run::run_suite).
+//! [--resume] [--force] [--device cuda] [--edit ...]`: every stage of a suite, chained
+//! (tell_run::run_suite).
 
 use std::path::PathBuf;
 
@@ -32,16 +33,38 @@ pub struct Args {
     /// Replace the run (of any suite) that --out holds.
     #[arg(long, conflicts_with = "resume")]
     force: bool,
+    #[command(flatten)]
+    device: super::device::DeviceArgs,
+    /// Edits applied in generation and capture alike (a run under an intervention).
+    #[command(flatten)]
+    edits: super::intervene::PatchEditArgs,
 }
 
 /// Runs the suite and prints where the report is.
 pub fn run(args: Args) -> Result<()> {
+    let (device, precision) = args.device.parse()?;
+    // Edits are resolved against the model's shape; without edits run_suite checks the inputs.
+    let intervention = if args.edits.is_empty() {
+        None
+    } else {
+        for (what, path) in [("suite", &args.suite), ("model", &args.model)] {
+            if !path.exists() {
+                anyhow::bail!("{what} {} does not exist", path.display());
+            }
+        }
+        let config = tell_llama::Checkpoint::open(&args.model)?.config;
+        args.edits.resolve(&config)?.map(std::sync::Arc::new)
+    };
     let opts = RunOptions {
         limit: args.limit,
         max_new_tokens: args.max_new_tokens,
         batch_size: args.batch_size,
         resume: args.resume,
         force: args.force,
+        device,
+        precision,
+        intervention,
+        patch_from: args.edits.patch_from.clone(),
     };
     let start = std::time::Instant::now();
     let report = run_suite(&args.suite, &args.model, &args.out, &opts, &mut |e| {

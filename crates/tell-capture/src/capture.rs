@@ -538,7 +538,10 @@ fn pool_batch<B: Backend>(
 }
 
 /// The logits of pooled `ln_final` rows, per batch row, and how many head rows were computed.
-fn head_rows<B: Backend>(llama: &Llama<B>, normed: &[Vec<f32>]) -> Result<(Vec<Vec<f32>>, usize)> {
+pub(crate) fn head_rows<B: Backend>(
+    llama: &Llama<B>,
+    normed: &[Vec<f32>],
+) -> Result<(Vec<Vec<f32>>, usize)> {
     let hidden = llama.config().hidden_size;
     let vocab = llama.config().vocab_size;
     let flat: Vec<f32> = normed.iter().flatten().copied().collect();

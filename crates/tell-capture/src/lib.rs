@@ -22,6 +22,7 @@
 pub mod capture;
 pub mod encode;
 mod error;
+pub mod onepass;
 pub mod patch;
 pub mod prompts;
 pub mod respond;
@@ -33,12 +34,14 @@ pub use capture::{
 };
 pub use encode::{render_prompt, Encoded, Encoder, Truncate};
 pub use error::{CaptureError, Result};
+pub use onepass::OnePassStore;
 pub use patch::{is_store, patch_sources, PatchSource};
 pub use prompts::{
     check_file, parse_line, ChatMessage, IdLines, PromptInput, PromptLine, PromptReader,
     PromptsSummary, ResponseInput,
 };
 pub use respond::{
-    prompt_tokens, respond_file, respond_tokens, RespondOptions, RespondReport, Response,
+    prompt_tokens, respond_and_capture, respond_file, respond_tokens, RespondOptions,
+    RespondReport, Response,
 };
 pub use sites::{parse_layers, select, Selection};

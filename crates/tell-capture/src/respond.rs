@@ -5,6 +5,7 @@
 //! written in prompt order and flushed as they complete, so an interrupted run keeps what it
 //! finished.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -13,11 +14,15 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 use tell_llama::burn::tensor::backend::Backend;
-use tell_llama::{generate, generate_queued, Finish, GenerateOptions, Generated, Llama};
+use tell_llama::{
+    generate, generate_observed, Finish, GenerateOptions, Generated, Llama, Observe, Seen,
+};
 use tell_tokenizer::Tokenizer;
 
+use crate::capture::CaptureReport;
 use crate::encode::render_prompt;
 use crate::error::{CaptureError, Result};
+use crate::onepass::{Collector, OnePassStore};
 use crate::patch::PatchSource;
 use crate::prompts::{IdLines, PromptInput, PromptLine, PromptReader};
 
@@ -157,8 +162,36 @@ pub fn respond_file<B: Backend>(
     prompts: &Path,
     out: &Path,
     opts: &RespondOptions,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<RespondReport> {
+    respond(model, tokenizer, prompts, out, opts, None, progress).map(|(r, _)| r)
+}
+
+/// [`respond_file`] that also captures every prompt into a new store in the same pass (see
+/// [`crate::onepass`]): the store holds what `tell capture` would write for the same prompts.
+pub fn respond_and_capture<B: Backend>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    prompts: &Path,
+    out: &Path,
+    opts: &RespondOptions,
+    store: &OnePassStore,
+    progress: impl FnMut(usize, usize),
+) -> Result<(RespondReport, CaptureReport)> {
+    let (r, c) = respond(model, tokenizer, prompts, out, opts, Some(store), progress)?;
+    let c = c.ok_or_else(|| CaptureError::Options("the capture did not run".into()))?;
+    Ok((r, c))
+}
+
+fn respond<B: Backend>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    prompts: &Path,
+    out: &Path,
+    opts: &RespondOptions,
+    store: Option<&OnePassStore>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<(RespondReport, Option<CaptureReport>)> {
     let context = model.config().max_position_embeddings;
     let mut lines: Vec<PromptLine> = Vec::new();
     let mut seqs: Vec<Vec<u32>> = Vec::new();
@@ -229,10 +262,22 @@ pub fn respond_file<B: Backend>(
         )));
     }
     let stops = &opts.stop_strings;
+    let collector = match store {
+        Some(store) => Some(RefCell::new(Collector::new(
+            model,
+            store,
+            lines.iter().map(|l| l.meta.clone()).collect(),
+            seqs.iter().map(Vec::len).collect(),
+        )?)),
+        None => None,
+    };
     // Finished responses wait here until every earlier prompt's response is written.
     let mut pending: BTreeMap<usize, Response> = BTreeMap::new();
     let mut failed: Option<CaptureError> = None;
     let mut on_done = |i: usize, g: Generated| -> Result<()> {
+        if let Some(c) = &collector {
+            c.borrow_mut().finish(i, g.tokens.len())?;
+        }
         pending.insert(i, response_of(tokenizer, stops, g, seqs[i].len())?);
         let mut wrote = false;
         while let Some(r) = pending.remove(&report.prompts) {
@@ -253,7 +298,20 @@ pub fn respond_file<B: Backend>(
         }
         Ok(())
     };
-    generate_queued(
+    let mut sink = |seen: Seen<'_>| match &collector {
+        Some(c) => c.borrow_mut().see(seen),
+        None => Ok(()),
+    };
+    let observe = collector.as_ref().map(|c| {
+        let c = c.borrow();
+        Observe {
+            sites: c.model_sites.clone(),
+            last_only: c.last_only(),
+            response: c.reads_responses(),
+            sink: &mut sink,
+        }
+    });
+    generate_observed(
         model,
         &seqs,
         opts.batch_size.max(1),
@@ -266,12 +324,17 @@ pub fn respond_file<B: Backend>(
                 ControlFlow::Break(())
             }
         },
+        observe,
     )
     .map_err(|e| CaptureError::Options(format!("generation failed: {e}")))?;
     if let Some(e) = failed {
         return Err(e);
     }
-    Ok(report)
+    let captured = match collector {
+        Some(c) => Some(c.into_inner().close(seqs.len())?),
+        None => None,
+    };
+    Ok((report, captured))
 }
 
 /// Writes one response line: the prompt line's id and fields, then the response.

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::intervene::{Edits, Intervention, PatchValues, RowEdit};
-use crate::model::{KvCache, Llama, Logits};
+use crate::model::{Captures, KvCache, Llama, Logits};
+use crate::site::Site;
 
 /// How to pick tokens and when to stop.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,8 +109,64 @@ pub fn generate_queued<B: Backend>(
     prompts: &[Vec<u32>],
     batch_size: usize,
     opts: &GenerateOptions,
+    stop: impl FnMut(usize, &[u32]) -> bool,
+    done: impl FnMut(usize, Generated) -> ControlFlow<()>,
+) -> Result<()> {
+    generate_observed(model, prompts, batch_size, opts, stop, done, None)
+}
+
+/// What a generation shows of its hidden values as it runs, so that captures need no second
+/// pass over the prompts.
+pub struct Observe<'a> {
+    /// Sites read at each prefill and, with `response`, at each decoding step.
+    pub sites: Vec<Site>,
+    /// Hand out only each prompt's last position at prefill (the rest stays where the model
+    /// ran).
+    pub last_only: bool,
+    /// Also read the sites at response positions. A finished sequence then takes one more
+    /// decoding step, feeding its last token, so that every response token has its values.
+    pub response: bool,
+    /// Gets the values as they are read; an error stops the generation.
+    pub sink: &'a mut dyn FnMut(Seen<'_>) -> Result<()>,
+}
+
+/// Values read during a generation.
+#[derive(Debug, Clone, Copy)]
+pub enum Seen<'a> {
+    /// Prompt `index`'s values at `site`: `[prompt_len, width]`, or `[1, width]` (the last
+    /// position) with [`Observe::last_only`].
+    Prompt {
+        /// Index of the prompt.
+        index: usize,
+        /// The site.
+        site: Site,
+        /// Row-major values.
+        values: &'a [f32],
+    },
+    /// Prompt `index`'s values at `site` for its response token `position` (0-based).
+    Response {
+        /// Index of the prompt.
+        index: usize,
+        /// The site.
+        site: Site,
+        /// Index of the token in the response.
+        position: usize,
+        /// `[width]` values.
+        values: &'a [f32],
+    },
+}
+
+/// [`generate_queued`], handing the values at `observe`'s sites to its sink as they are
+/// computed: every prompt's at its prefill, and each response token's at the decoding step that
+/// feeds it.
+pub fn generate_observed<B: Backend>(
+    model: &Llama<B>,
+    prompts: &[Vec<u32>],
+    batch_size: usize,
+    opts: &GenerateOptions,
     mut stop: impl FnMut(usize, &[u32]) -> bool,
     mut done: impl FnMut(usize, Generated) -> ControlFlow<()>,
+    mut observe: Option<Observe<'_>>,
 ) -> Result<()> {
     if let Some(t) = opts.top_p {
         if !(t > 0.0 && t <= 1.0) {
@@ -123,6 +180,11 @@ pub fn generate_queued<B: Backend>(
         )));
     }
     if opts.max_new_tokens == 0 {
+        if observe.is_some() {
+            return Err(Error::Input(
+                "values are read during generation, which needs max_new_tokens >= 1".into(),
+            ));
+        }
         for i in 0..prompts.len() {
             let g = Generated {
                 tokens: Vec::new(),
@@ -146,6 +208,12 @@ pub fn generate_queued<B: Backend>(
             )));
         }
     }
+    let prompt_sites: Vec<Site> = observe.as_ref().map_or(Vec::new(), |o| o.sites.clone());
+    let response_sites: Vec<Site> = match &observe {
+        Some(o) if o.response => o.sites.clone(),
+        _ => Vec::new(),
+    };
+    let drain = !response_sites.is_empty();
     // What the intervention needs to know of prompt `i`.
     let row_edit = |i: usize| RowEdit {
         prompt_len: prompts[i].len(),
@@ -153,6 +221,7 @@ pub fn generate_queued<B: Backend>(
         patch: opts.patches.as_ref().and_then(|p| p.get(i).cloned()),
     };
     let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    let mut finished: Vec<Option<Finish>> = vec![None; prompts.len()];
     let mut samplers: Vec<Sampler> = (0..prompts.len())
         .map(|i| Sampler::new(opts.seed, i as u64))
         .collect();
@@ -173,7 +242,11 @@ pub fn generate_queued<B: Backend>(
                 intervention: iv,
                 rows: &rows,
             });
-            let (out, fresh) = model.prefill_with(&batch, &[], Logits::Last, edits)?;
+            let (mut out, fresh) =
+                model.prefill_with(&batch, &prompt_sites, Logits::Last, edits)?;
+            if let Some(o) = observe.as_mut() {
+                show_prompts(o, &mut out.captures, &batch, &take)?;
+            }
             values
                 .extend(host(out.logits.ok_or_else(|| {
                     Error::Input("prefill produced no logits".into())
@@ -187,8 +260,9 @@ pub fn generate_queued<B: Backend>(
         if live.is_empty() {
             return Ok(());
         }
-        let mut next = Vec::with_capacity(live.len());
-        let mut still = Vec::with_capacity(live.len());
+        // Rows fed at the next step: those still running and, when response values are read,
+        // those that just finished (once, to feed their last token).
+        let mut fed = Vec::with_capacity(live.len());
         for (row, &i) in live.iter().enumerate() {
             let token = samplers[i].pick(&values[row * vocab..(row + 1) * vocab], opts);
             let seq = &mut tokens[i];
@@ -203,6 +277,10 @@ pub fn generate_queued<B: Backend>(
                 None
             };
             match finish {
+                Some(finish) if drain => {
+                    finished[i] = Some(finish);
+                    fed.push(row);
+                }
                 Some(finish) => {
                     let g = Generated {
                         tokens: std::mem::take(seq),
@@ -212,35 +290,130 @@ pub fn generate_queued<B: Backend>(
                         return Ok(());
                     }
                 }
-                None => {
-                    still.push(row);
-                    next.push(token);
-                }
+                None => fed.push(row),
             }
         }
-        live = still.iter().map(|&row| live[row]).collect();
+        let next: Vec<u32> = fed
+            .iter()
+            .map(|&row| *tokens[live[row]].last().unwrap_or(&opts.pad_token))
+            .collect();
+        live = fed.iter().map(|&row| live[row]).collect();
         values.clear();
         let Some(c) = cache.as_mut() else {
             continue;
         };
-        if still.is_empty() {
+        if fed.is_empty() {
             cache = None;
             continue;
         }
-        c.retain(&still);
+        c.retain(&fed);
         let rows: Vec<RowEdit> = live.iter().map(|&i| row_edit(i)).collect();
         let edits = opts.intervention.as_deref().map(|iv| Edits {
             intervention: iv,
             rows: &rows,
         });
-        values = host(model.decode_with(&next, c, edits)?)?;
+        let mut out = model.decode_sites(&next, c, &response_sites, edits)?;
+        if let Some(o) = observe.as_mut().filter(|_| drain) {
+            show_responses(o, &mut out.captures, &live, &tokens)?;
+        }
+        values = host(
+            out.logits
+                .ok_or_else(|| Error::Input("decode produced no logits".into()))?,
+        )?;
+        if drain && live.iter().any(|&i| finished[i].is_some()) {
+            let keep: Vec<usize> = (0..live.len())
+                .filter(|&r| finished[live[r]].is_none())
+                .collect();
+            for &i in &live {
+                if let Some(finish) = finished[i].take() {
+                    let g = Generated {
+                        tokens: std::mem::take(&mut tokens[i]),
+                        finish,
+                    };
+                    if done(i, g).is_break() {
+                        return Ok(());
+                    }
+                }
+            }
+            values = keep
+                .iter()
+                .flat_map(|&r| values[r * vocab..(r + 1) * vocab].iter().copied())
+                .collect();
+            live = keep.iter().map(|&r| live[r]).collect();
+            if live.is_empty() {
+                cache = None;
+            } else {
+                c.retain(&keep);
+            }
+        }
     }
+}
+
+/// Hands the prefilled prompts' values to the sink: their real positions (left padding cut),
+/// or the last one, which left padding puts at the end of every row.
+fn show_prompts<B: Backend>(
+    o: &mut Observe<'_>,
+    captures: &mut Captures<B>,
+    batch: &Batch,
+    take: &[usize],
+) -> Result<()> {
+    for site in o.sites.clone() {
+        let t = captures
+            .take(&site)
+            .ok_or_else(|| Error::Input(format!("the model did not capture {site}")))?;
+        let [rows, seq, width] = t.dims();
+        let t = if o.last_only {
+            t.slice([0..rows, seq - 1..seq, 0..width])
+        } else {
+            t
+        };
+        let data = host(t)?;
+        for (b, &index) in take.iter().enumerate() {
+            let values = if o.last_only {
+                &data[b * width..(b + 1) * width]
+            } else {
+                &data[(b * seq + batch.start(b)) * width..(b + 1) * seq * width]
+            };
+            (o.sink)(Seen::Prompt {
+                index,
+                site,
+                values,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Hands each fed token's values to the sink, as response position `len - 1` of its sequence.
+fn show_responses<B: Backend>(
+    o: &mut Observe<'_>,
+    captures: &mut Captures<B>,
+    live: &[usize],
+    tokens: &[Vec<u32>],
+) -> Result<()> {
+    for site in o.sites.clone() {
+        let t = captures
+            .take(&site)
+            .ok_or_else(|| Error::Input(format!("the model did not capture {site}")))?;
+        let width = t.dims()[2];
+        let data = host(t)?;
+        for (r, &index) in live.iter().enumerate() {
+            (o.sink)(Seen::Response {
+                index,
+                site,
+                position: tokens[index].len() - 1,
+                values: &data[r * width..(r + 1) * width],
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The values of a logits tensor, row after row.
 fn host<B: Backend>(logits: burn::tensor::Tensor<B, 3>) -> Result<Vec<f32>> {
     logits
         .into_data()
+        .convert::<f32>()
         .to_vec::<f32>()
         .map_err(|e| Error::Input(format!("reading logits: {e:?}")))
 }

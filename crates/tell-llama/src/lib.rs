@@ -29,7 +29,9 @@ pub use checkpoint::{Checkpoint, Format};
 pub use config::{LlamaConfig, RopeScaling};
 pub use device::{run_on, DeviceSpec, OnDevice, Precision};
 pub use error::{Error, Result};
-pub use generate::{generate, generate_queued, Finish, GenerateOptions, Generated};
+pub use generate::{
+    generate, generate_observed, generate_queued, Finish, GenerateOptions, Generated, Observe, Seen,
+};
 pub use inspect::ModelInfo;
 pub use intervene::{Edit, Edits, Intervention, Op, PatchValues, RowEdit, Span};
 pub use model::{Captures, KvCache, Llama, Logits, Output};

@@ -268,6 +268,20 @@ impl<B: Backend> Llama<B> {
         cache: &mut KvCache<B>,
         edits: Option<Edits<'_>>,
     ) -> Result<Tensor<B, 3>> {
+        self.decode_sites(tokens, cache, &[], edits)?
+            .logits
+            .ok_or_else(|| Error::Input("decode produced no logits".into()))
+    }
+
+    /// Like [`Self::decode_with`], also returning the new tokens' values at `sites`
+    /// (`[rows, 1, width]` each).
+    pub fn decode_sites(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache<B>,
+        sites: &[Site],
+        edits: Option<Edits<'_>>,
+    ) -> Result<Output<B>> {
         let rows = cache.rows();
         if tokens.len() != rows {
             return Err(Error::Input(format!(
@@ -298,12 +312,11 @@ impl<B: Backend> Llama<B> {
             seq: 1,
             bias,
         };
-        let out = self.run(step, Some(cache), &[], Logits::Last, edits)?;
+        let out = self.run(step, Some(cache), sites, Logits::Last, edits)?;
         for n in &mut cache.next {
             *n += 1;
         }
-        out.logits
-            .ok_or_else(|| Error::Input("decode produced no logits".into()))
+        Ok(out)
     }
 
     fn run(

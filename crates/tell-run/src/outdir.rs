@@ -2,9 +2,9 @@
 //! directory.
 //!
 //! - A missing or empty directory starts a fresh run.
-//! - A directory whose `run.json` names the same suite, model, `--limit` and max_new_tokens is
-//!   continued with `--resume`, started over with `--force`, and otherwise refused (so a rerun
-//!   never silently overwrites hours of generation).
+//! - A directory whose `run.json` names the same suite, model, `--limit`, max_new_tokens and
+//!   interventions is continued with `--resume`, started over with `--force`, and otherwise
+//!   refused (so a rerun never silently overwrites hours of generation).
 //! - A directory holding a run of another suite/model/limit is refused even with `--resume`
 //!   (mixing two runs' files would give a table of neither); `--force` replaces it.
 //! - A non-empty directory without `run.json` is refused unless `--force`.
@@ -56,6 +56,10 @@ pub struct RunIdentity {
     pub limit: Option<usize>,
     /// Tokens generated per response at most.
     pub max_new_tokens: usize,
+    /// The interventions the run is made under (`sha256:` of the resolved edits, and the patch
+    /// source); absent for a plain run, so run.json files written before edits existed match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervention: Option<String>,
 }
 
 /// How the run directory will be used.
@@ -158,6 +162,13 @@ fn difference(old: &RunIdentity, new: &RunIdentity) -> String {
         d.push(format!(
             "max_new_tokens {} here, {} asked",
             old.max_new_tokens, new.max_new_tokens
+        ));
+    }
+    if old.intervention != new.intervention {
+        d.push(format!(
+            "interventions {} here, {} asked",
+            old.intervention.as_deref().unwrap_or("none"),
+            new.intervention.as_deref().unwrap_or("none")
         ));
     }
     d.join("; ")

@@ -200,6 +200,7 @@ fn identity(name: &str) -> RunIdentity {
         model: PathBuf::from("/m.gguf"),
         limit: Some(10),
         max_new_tokens: 8,
+        intervention: None,
     }
 }
 

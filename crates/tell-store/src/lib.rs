@@ -32,7 +32,7 @@ pub use manifest::{
     OFFSETS_TENSOR, RECORDS_FILE,
 };
 pub use npy::{npy_header, NpyWriter};
-pub use pool::{pool, pool_into};
+pub use pool::{pool, pool_into, MeanRows};
 pub use reader::{Chunk, Matrix, ShardReader, Store, StoreInfo};
 pub use records::{read_records, RecordMeta, RecordRow, FIXED_COLUMNS};
 pub use spec::{

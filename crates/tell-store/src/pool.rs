@@ -93,14 +93,48 @@ pub fn pool_into(
 
 /// Appends the f64-accumulated mean of rows `from..to` (non-empty).
 fn mean_rows(block: &[f32], d: usize, from: usize, to: usize, out: &mut Vec<f32>) {
-    let mut acc = vec![0f64; d];
+    let mut acc = MeanRows::new(d);
     for t in from..to {
-        for (a, v) in acc.iter_mut().zip(&block[t * d..(t + 1) * d]) {
-            *a += f64::from(*v);
+        acc.add(&block[t * d..(t + 1) * d]);
+    }
+    acc.finish_into(out);
+}
+
+/// A mean of rows that arrive one at a time (decoding steps), with the same arithmetic as the
+/// means of [`pool`]: f64 sums in row order, one division, one rounding to f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeanRows {
+    acc: Vec<f64>,
+    n: usize,
+}
+
+impl MeanRows {
+    /// An empty mean of rows of width `d`.
+    pub fn new(d: usize) -> Self {
+        Self {
+            acc: vec![0f64; d],
+            n: 0,
         }
     }
-    let n = (to - from) as f64;
-    out.extend(acc.iter().map(|a| (a / n) as f32));
+
+    /// Adds one row.
+    pub fn add(&mut self, row: &[f32]) {
+        for (a, v) in self.acc.iter_mut().zip(row) {
+            *a += f64::from(*v);
+        }
+        self.n += 1;
+    }
+
+    /// Rows added.
+    pub fn count(&self) -> usize {
+        self.n
+    }
+
+    /// Appends the mean (of no row: zeros divided by zero, so callers check [`Self::count`]).
+    pub fn finish_into(&self, out: &mut Vec<f32>) {
+        let n = self.n as f64;
+        out.extend(self.acc.iter().map(|a| (a / n) as f32));
+    }
 }
 
 #[cfg(test)]
