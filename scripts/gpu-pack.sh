@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds what the device check carries to a GPU machine (which has no Rust toolchain): the `tell`
 # binary and the binary of the GPU tests (crates/tell-llama/tests/cuda.rs), both with
-# `--features cuda`, stripped and gzipped into target/gpu/ (about 26 MB; a carry holds 64 MiB).
+# `--features cuda`, stripped and gzipped into target/gpu/, with the LLaMA 3 tokenizer and the suite's
+# datasets (about 36 MB; a carry holds 64 MiB).
 #
 #   scripts/gpu-pack.sh            # then, on the GPU machine, from the repository root:
 #   gunzip -f target/gpu/*.gz && CUDA_TESTS=target/gpu/cuda-tests scripts/gpu-check.sh target/gpu/tell "$OUT/check"
@@ -21,6 +22,13 @@ rm -f target/gpu/tell target/gpu/cuda-tests target/gpu/*.gz
 strip -o target/gpu/tell "$CARGO_TARGET_DIR/release/tell"
 strip -o target/gpu/cuda-tests "$exe"
 gzip -9 target/gpu/tell target/gpu/cuda-tests
+# The generation and run steps need a tokenizer for the random-weight checkpoints and the suite's
+# datasets (scripts/fetch-assets.sh fetches both; about 9 MB).
+rm -rf target/gpu/llama3-tokenizer target/gpu/datasets
+mkdir -p target/gpu/llama3-tokenizer target/gpu/datasets
+cp checkpoints/fetched/llama3-tokenizer/tokenizer.json checkpoints/fetched/llama3-tokenizer/tokenizer_config.json \
+  target/gpu/llama3-tokenizer/
+cp checkpoints/fetched/datasets/* target/gpu/datasets/
 ls -l target/gpu
 echo "carry target/gpu; on the GPU machine, from the repository root:"
 echo '  gunzip -f target/gpu/*.gz && CUDA_TESTS=target/gpu/cuda-tests scripts/gpu-check.sh target/gpu/tell "$OUT/check"'

@@ -41,8 +41,12 @@ With CUDA_TESTS=PATH (the executable of `cargo test --release -p tell-llama --fe
 cuda --no-run`), those GPU tests run first (tell on the GPU against tell on the CPU, the unfused
 backend, every product layout, decoding with the KV cache); a failure counts as a parity failure.
 
+Generation (issue 16, scripts/gpu_check_gen.py): greedy parity with transformers' generate (f32
+token for token, bf16 first divergences), new tokens/s at batch 1 and 32, and `tell run` of the
+alignment-faking suite end to end.
+
 Environment: ROUNDS (timed windows per side, default 3), SKIP (comma list of tests, tiny, big,
-f32, tuning, speed, allpos, unfused), BUDGET (seconds, default 450), WORK (scratch directory for
+f32, generate, tuning, speed, allpos, genspeed, run, unfused), BUDGET (seconds, default 450), WORK (scratch directory for
 checkpoints and stores, default /tmp/tell-gpu-check; nothing big is written under OUT),
 TELL_TIMEOUT (seconds per tell run, default 600). Everything large is deleted at the end unless
 KEEP=1.
@@ -61,6 +65,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import gpu_check_gen as gen
 
 LLAMA3_ROPE = {
     "rope_type": "llama3",
@@ -622,6 +628,21 @@ class Check:
             label, vocab = "tiny", TINY["vocab_size"]
             model.to(half)
             shapes, allpos = SPEED_SHAPES_SMALL, ALLPOS_SMALL
+
+            def tiny_generation():
+                # The tokenizer's stop and text ids are LLaMA 3's: the tiny shape with its vocabulary.
+                vocab3 = 128256
+                gen_ckpt, gen_model = self.make_checkpoint("tiny-llama3-vocab", dict(TINY, vocab_size=vocab3),
+                                                           torch.float32, seed=4)
+                if not gen.add_tokenizer(self, gen_ckpt):
+                    return
+                gen_model.to(dev)
+                gen_prompts = [rng.integers(0, vocab3, n).tolist() for n in PROMPT_LENS]
+                self.step("generate", lambda: gen.parity(self, "tiny", gen_ckpt, gen_model, gen_prompts, "f32"))
+                self.step("genspeed", lambda: gen.speed(self, "tiny", gen_ckpt, gen_model, vocab3, True))
+                self.step("run", lambda: gen.end_to_end(self, "tiny", gen_ckpt, small=True))
+
+            self.step("generation", tiny_generation)
         else:
             def big():
                 return self.make_checkpoint("llama3-8b-random", LLAMA3_8B, torch.bfloat16, seed=2)
@@ -633,11 +654,16 @@ class Check:
             label, vocab = "8b", LLAMA3_8B["vocab_size"]
             prompts = [rng.integers(0, vocab, n).tolist() for n in PROMPT_LENS]
             self.step("big", lambda: self.parity("8b", ckpt, model, prompts, "bf16", "bf16"))
+            tokenizer = gen.add_tokenizer(self, ckpt)
+            if tokenizer:
+                self.step("generate", lambda: gen.parity(self, "8b", ckpt, model, prompts, "bf16"))
 
             def f32():
                 model.float()
                 try:
                     self.parity("8b", ckpt, model, prompts, "f32", "f32")
+                    if tokenizer:
+                        self.step("generate", lambda: gen.parity(self, "8b", ckpt, model, prompts, "f32"))
                 finally:
                     model.to(torch.bfloat16)  # the same bf16 values: they came from bf16
                     if self.gpu:
@@ -652,6 +678,9 @@ class Check:
         self.step("speed", lambda: self.speed(label, ckpt, model, vocab, [target], tell_half, target))
         self.step("allpos", lambda: self.allpos(label, ckpt, model, vocab, allpos, tell_half))
         self.step("speed", lambda: self.speed(label, ckpt, model, vocab, others, tell_half, target))
+        if not self.a.small and (Path(ckpt) / "tokenizer.json").is_file():
+            self.step("genspeed", lambda: gen.speed(self, label, ckpt, model, vocab, False))
+            self.step("run", lambda: gen.end_to_end(self, label, ckpt, small=False))
         if self.gpu:
             self.step("unfused", lambda: self.unfused(label, ckpt, vocab, target, tell_half))
 

@@ -1606,13 +1606,15 @@ fn run_resume_skips_finished_stages_and_force_starts_over() {
     );
     let forced = run(&[&other[..], &["--force"]].concat());
     ok(&forced);
+    let err = stderr(&forced);
     for stage in ["render", "generate", "capture"] {
-        let err = stderr(&forced);
-        assert!(err.contains(&format!("{stage} ...")), "{stage}: {err}");
         assert!(
             !err.contains(&format!("{stage}: skipped")),
             "{stage}: {err}"
         );
+    }
+    for started in ["render ...", "generate ...", "in the same pass"] {
+        assert!(err.contains(started), "{started}: {err}");
     }
     assert_eq!(read_jsonl(&out.join("prompts.jsonl")).len(), 48);
     assert_eq!(run_json(&out)["limit"], 2);

@@ -6,7 +6,8 @@ use anyhow::{bail, Context, Result};
 use tell_capture::{
     check_file, prompt_tokens, respond_file, respond_tokens, PromptInput, RespondOptions,
 };
-use tell_llama::{CpuBackend, GenerateOptions, Llama};
+use tell_llama::burn::tensor::backend::Backend;
+use tell_llama::{run_on, GenerateOptions, Llama, OnDevice};
 use tell_tokenizer::Tokenizer;
 
 /// Arguments of `tell generate`.
@@ -57,6 +58,8 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    device: super::device::DeviceArgs,
+    #[command(flatten)]
     edits: super::intervene::PatchEditArgs,
 }
 
@@ -69,82 +72,101 @@ pub fn run(args: Args) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    if args.prompts.is_none() && args.prompt.is_none() {
+        bail!("give --prompt TEXT, or --prompts FILE.jsonl --out FILE.jsonl");
+    }
     // A bad prompts file (a malformed line, an id used twice) fails before the model loads,
     // which takes minutes for an 8B model.
     if let Some(prompts) = &args.prompts {
         check_file(prompts)?;
     }
-    let tokenizer = Tokenizer::load(&args.model)
-        .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
-    let model = Llama::<CpuBackend>::load(&args.model, &Default::default())?;
-    let intervention = args.edits.resolve(model.config())?;
-    if intervention.as_ref().is_some_and(|iv| iv.patches())
-        && (args.edits.patch_from.is_none() || args.prompts.is_none())
-    {
-        bail!(
-            "a patch edit needs source values: give --prompts with --patch-from FILE.jsonl \
-             (line i patches prompt i) or a store captured with --positions all"
-        );
+    let (spec, dtype) = args.device.parse()?;
+    run_on(spec, dtype, Generate { args: &args })?
+}
+
+/// The generation on whichever backend `--device` names.
+struct Generate<'a> {
+    args: &'a Args,
+}
+
+impl OnDevice for Generate<'_> {
+    type Output = Result<()>;
+
+    fn run<B: Backend>(self, device: &B::Device) -> Result<()> {
+        let args = self.args;
+        let tokenizer = Tokenizer::load(&args.model)
+            .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
+        let model = Llama::<B>::load(&args.model, device)?;
+        let intervention = args.edits.resolve(model.config())?;
+        if intervention.as_ref().is_some_and(|iv| iv.patches())
+            && (args.edits.patch_from.is_none() || args.prompts.is_none())
+        {
+            bail!(
+                "a patch edit needs source values: give --prompts with --patch-from FILE.jsonl \
+                 (line i patches prompt i) or a store captured with --positions all"
+            );
+        }
+        let opts = RespondOptions {
+            generate: GenerateOptions {
+                max_new_tokens: args.max_new_tokens,
+                temperature: args.temperature,
+                top_k: args.top_k,
+                top_p: args.top_p,
+                seed: args.seed,
+                stop_tokens: Vec::new(),
+                pad_token: tokenizer.eos_token_id().unwrap_or(0),
+                intervention: intervention.map(std::sync::Arc::new),
+                patches: None,
+            },
+            stop_strings: args.stop.clone(),
+            batch_size: args.batch_size,
+            system: args.system.clone(),
+            chat: !args.raw,
+            patch_from: args.edits.patch_from.clone(),
+            patch_model_hash: args.edits.patch_model_hash(&args.model)?,
+        };
+        if let (Some(prompts), Some(out)) = (&args.prompts, &args.out) {
+            let bar = indicatif::ProgressBar::new_spinner();
+            let start = std::time::Instant::now();
+            let report = respond_file(&model, &tokenizer, prompts, out, &opts, |done, new| {
+                let rate = new as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "{done} prompts, {new} new tokens, {rate:.1} tokens/s"
+                ));
+            })?;
+            bar.finish_and_clear();
+            eprintln!(
+                "{} responses, {} new tokens in {:.3} s -> {}",
+                report.prompts,
+                report.new_tokens,
+                start.elapsed().as_secs_f64(),
+                out.display()
+            );
+            return Ok(());
+        }
+        let Some(text) = &args.prompt else {
+            bail!("give --prompt TEXT, or --prompts FILE.jsonl --out FILE.jsonl");
+        };
+        let ids = prompt_tokens(
+            &tokenizer,
+            &PromptInput::Text(text.clone()),
+            opts.chat,
+            opts.system.as_deref(),
+        )?;
+        let response = respond_tokens(&model, &tokenizer, &[ids], &opts)?
+            .pop()
+            .context("no response")?;
+        if args.json {
+            let v = serde_json::json!({
+                "response": response.text,
+                "response_tokens": response.tokens,
+                "prompt_tokens": response.prompt_tokens,
+                "finish_reason": response.finish,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!("{}", response.text);
+        }
+        Ok(())
     }
-    let opts = RespondOptions {
-        generate: GenerateOptions {
-            max_new_tokens: args.max_new_tokens,
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            seed: args.seed,
-            stop_tokens: Vec::new(),
-            pad_token: tokenizer.eos_token_id().unwrap_or(0),
-            intervention: intervention.map(std::sync::Arc::new),
-            patches: None,
-        },
-        stop_strings: args.stop.clone(),
-        batch_size: args.batch_size,
-        system: args.system.clone(),
-        chat: !args.raw,
-        patch_from: args.edits.patch_from.clone(),
-        patch_model_hash: args.edits.patch_model_hash(&args.model)?,
-    };
-    if let (Some(prompts), Some(out)) = (&args.prompts, &args.out) {
-        let bar = indicatif::ProgressBar::new_spinner();
-        let start = std::time::Instant::now();
-        let report = respond_file(&model, &tokenizer, prompts, out, &opts, |done, new| {
-            let rate = new as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!(
-                "{done} prompts, {new} new tokens, {rate:.1} tokens/s"
-            ));
-        })?;
-        bar.finish_and_clear();
-        eprintln!(
-            "{} responses, {} new tokens -> {}",
-            report.prompts,
-            report.new_tokens,
-            out.display()
-        );
-        return Ok(());
-    }
-    let Some(text) = &args.prompt else {
-        bail!("give --prompt TEXT, or --prompts FILE.jsonl --out FILE.jsonl");
-    };
-    let ids = prompt_tokens(
-        &tokenizer,
-        &PromptInput::Text(text.clone()),
-        opts.chat,
-        opts.system.as_deref(),
-    )?;
-    let response = respond_tokens(&model, &tokenizer, &[ids], &opts)?
-        .pop()
-        .context("no response")?;
-    if args.json {
-        let v = serde_json::json!({
-            "response": response.text,
-            "response_tokens": response.tokens,
-            "prompt_tokens": response.prompt_tokens,
-            "finish_reason": response.finish,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!("{}", response.text);
-    }
-    Ok(())
 }
