@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use tell_capture::{
-    check_file, prompt_tokens, respond_file, respond_tokens, PromptInput, RespondOptions,
+    check_file, prompt_tokens, respond_file, respond_tokens, Monitor, PromptInput, RespondOptions,
 };
 use tell_llama::burn::tensor::backend::Backend;
 use tell_llama::{run_on, GenerateOptions, Llama, OnDevice};
@@ -57,6 +57,15 @@ pub struct Args {
     /// Print JSON (for --prompt).
     #[arg(long)]
     json: bool,
+    /// Probe directories (from `tell probe train`) that score every generated token at their own
+    /// site and layer, during decoding; scores go to OUT's `.monitor.jsonl` beside it.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "PROBE",
+        requires = "prompts"
+    )]
+    monitor: Vec<PathBuf>,
     #[command(flatten)]
     device: super::device::DeviceArgs,
     #[command(flatten)]
@@ -124,6 +133,13 @@ impl OnDevice for Generate<'_> {
             chat: !args.raw,
             patch_from: args.edits.patch_from.clone(),
             patch_model_hash: args.edits.patch_model_hash(&args.model)?,
+            monitor: match (&args.out, args.monitor.is_empty()) {
+                (Some(out), false) => Some((
+                    std::sync::Arc::new(Monitor::load(&args.monitor, model.config())?),
+                    monitor_path(out),
+                )),
+                _ => None,
+            },
         };
         if let (Some(prompts), Some(out)) = (&args.prompts, &args.out) {
             let bar = indicatif::ProgressBar::new_spinner();
@@ -169,4 +185,13 @@ impl OnDevice for Generate<'_> {
         }
         Ok(())
     }
+}
+
+/// Where the monitor's scores of a responses file go: `R.jsonl` -> `R.monitor.jsonl`.
+pub fn monitor_path(responses: &std::path::Path) -> PathBuf {
+    let stem = responses
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "responses".into());
+    responses.with_file_name(format!("{stem}.monitor.jsonl"))
 }

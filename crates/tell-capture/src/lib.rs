@@ -22,6 +22,7 @@
 pub mod capture;
 pub mod encode;
 mod error;
+pub mod monitor;
 pub mod onepass;
 pub mod patch;
 pub mod prompts;
@@ -34,6 +35,7 @@ pub use capture::{
 };
 pub use encode::{render_prompt, Encoded, Encoder, Truncate};
 pub use error::{CaptureError, Result};
+pub use monitor::{Aggregates, Monitor, MonitorProbe};
 pub use onepass::OnePassStore;
 pub use patch::{is_store, patch_sources, PatchSource};
 pub use prompts::{

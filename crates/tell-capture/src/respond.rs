@@ -22,6 +22,7 @@ use tell_tokenizer::Tokenizer;
 use crate::capture::CaptureReport;
 use crate::encode::render_prompt;
 use crate::error::{CaptureError, Result};
+use crate::monitor::{Monitor, Scorer};
 use crate::onepass::{Collector, OnePassStore};
 use crate::patch::PatchSource;
 use crate::prompts::{IdLines, PromptInput, PromptLine, PromptReader};
@@ -44,6 +45,8 @@ pub struct RespondOptions {
     pub patch_from: Option<std::path::PathBuf>,
     /// The model's identity hash, to refuse a patch store captured from another model.
     pub patch_model_hash: Option<String>,
+    /// Probes that score every generated token, and the file their scores go to.
+    pub monitor: Option<(std::sync::Arc<Monitor>, std::path::PathBuf)>,
 }
 
 impl Default for RespondOptions {
@@ -56,6 +59,7 @@ impl Default for RespondOptions {
             chat: true,
             patch_from: None,
             patch_model_hash: None,
+            monitor: None,
         }
     }
 }
@@ -274,9 +278,16 @@ fn respond<B: Backend>(
     // Finished responses wait here until every earlier prompt's response is written.
     let mut pending: BTreeMap<usize, Response> = BTreeMap::new();
     let mut failed: Option<CaptureError> = None;
+    let scorer = match &opts.monitor {
+        Some((m, path)) if !m.is_empty() => Some(RefCell::new(Scorer::new(m, tokenizer, path)?)),
+        _ => None,
+    };
     let mut on_done = |i: usize, g: Generated| -> Result<()> {
         if let Some(c) = &collector {
             c.borrow_mut().finish(i, g.tokens.len())?;
+        }
+        if let Some(s) = &scorer {
+            s.borrow_mut().finish(i, &lines[i].meta.id, &g.tokens)?;
         }
         pending.insert(i, response_of(tokenizer, stops, g, seqs[i].len())?);
         let mut wrote = false;
@@ -298,18 +309,36 @@ fn respond<B: Backend>(
         }
         Ok(())
     };
-    let mut sink = |seen: Seen<'_>| match &collector {
-        Some(c) => c.borrow_mut().see(seen),
-        None => Ok(()),
-    };
-    let observe = collector.as_ref().map(|c| {
-        let c = c.borrow();
-        Observe {
-            sites: c.model_sites.clone(),
-            last_only: c.last_only(),
-            response: c.reads_responses(),
-            sink: &mut sink,
+    let mut sink = |seen: Seen<'_>| {
+        if let Some(c) = &collector {
+            c.borrow_mut().see(seen)?;
         }
+        if let Some(s) = &scorer {
+            s.borrow_mut().see(seen)?;
+        }
+        Ok(())
+    };
+    let (mut prompt_sites, mut response_sites, mut last_only) = (Vec::new(), Vec::new(), true);
+    if let Some(c) = &collector {
+        let c = c.borrow();
+        prompt_sites = c.model_sites.clone();
+        last_only = c.last_only();
+        if c.reads_responses() {
+            response_sites = c.model_sites.clone();
+        }
+    }
+    if let Some((m, _)) = opts.monitor.as_ref().filter(|_| scorer.is_some()) {
+        for site in m.sites() {
+            if !response_sites.contains(&site) {
+                response_sites.push(site);
+            }
+        }
+    }
+    let observe = (collector.is_some() || scorer.is_some()).then(|| Observe {
+        prompt_sites,
+        last_only,
+        response_sites,
+        sink: &mut sink,
     });
     generate_observed(
         model,

@@ -118,14 +118,15 @@ pub fn generate_queued<B: Backend>(
 /// What a generation shows of its hidden values as it runs, so that captures need no second
 /// pass over the prompts.
 pub struct Observe<'a> {
-    /// Sites read at each prefill and, with `response`, at each decoding step.
-    pub sites: Vec<Site>,
+    /// Sites read at each prefill.
+    pub prompt_sites: Vec<Site>,
     /// Hand out only each prompt's last position at prefill (the rest stays where the model
     /// ran).
     pub last_only: bool,
-    /// Also read the sites at response positions. A finished sequence then takes one more
-    /// decoding step, feeding its last token, so that every response token has its values.
-    pub response: bool,
+    /// Sites read at each decoding step (response positions). When there are any, a finished
+    /// sequence takes one more decoding step, feeding its last token, so that every response
+    /// token has its values.
+    pub response_sites: Vec<Site>,
     /// Gets the values as they are read; an error stops the generation.
     pub sink: &'a mut dyn FnMut(Seen<'_>) -> Result<()>,
 }
@@ -208,11 +209,12 @@ pub fn generate_observed<B: Backend>(
             )));
         }
     }
-    let prompt_sites: Vec<Site> = observe.as_ref().map_or(Vec::new(), |o| o.sites.clone());
-    let response_sites: Vec<Site> = match &observe {
-        Some(o) if o.response => o.sites.clone(),
-        _ => Vec::new(),
-    };
+    let prompt_sites: Vec<Site> = observe
+        .as_ref()
+        .map_or(Vec::new(), |o| o.prompt_sites.clone());
+    let response_sites: Vec<Site> = observe
+        .as_ref()
+        .map_or(Vec::new(), |o| o.response_sites.clone());
     let drain = !response_sites.is_empty();
     // What the intervention needs to know of prompt `i`.
     let row_edit = |i: usize| RowEdit {
@@ -357,7 +359,7 @@ fn show_prompts<B: Backend>(
     batch: &Batch,
     take: &[usize],
 ) -> Result<()> {
-    for site in o.sites.clone() {
+    for site in o.prompt_sites.clone() {
         let t = captures
             .take(&site)
             .ok_or_else(|| Error::Input(format!("the model did not capture {site}")))?;
@@ -391,7 +393,7 @@ fn show_responses<B: Backend>(
     live: &[usize],
     tokens: &[Vec<u32>],
 ) -> Result<()> {
-    for site in o.sites.clone() {
+    for site in o.response_sites.clone() {
         let t = captures
             .take(&site)
             .ok_or_else(|| Error::Input(format!("the model did not capture {site}")))?;

@@ -434,11 +434,19 @@ pub struct ApplyOutcome {
 /// Header of the scores CSV written by [`apply_to_store`].
 pub const SCORES_HEADER: &str = "record,id,score,predicted";
 
+/// Header of the per-token scores CSV written by [`apply_to_store`] for a store of every token:
+/// `position` counts from the record's first token, `response` is 1 for the response's tokens.
+pub const TOKEN_SCORES_HEADER: &str = "record,id,position,response,score,predicted";
+
 /// Scores every record of a store with a saved probe and writes `record,id,score,predicted`
-/// (predicted = score above the probe's threshold). Refuses a store whose position, site/layer
+/// (predicted = score above the probe's threshold); a store of every token (`--positions all`)
+/// gets one row per token instead ([`TOKEN_SCORES_HEADER`]). Refuses a store whose position, site/layer
 /// or width does not match the probe.
 pub fn apply_to_store(probe_dir: &Path, acts: &Path, out: &Path) -> Result<ApplyOutcome> {
     let art = ProbeArtifact::load(probe_dir)?;
+    if tell_store::Store::open(acts)?.manifest().positions == tell_store::Positions::All {
+        return apply_to_tokens(art, probe_dir, acts, out);
+    }
     let store = open_pooled(acts)?;
     let meta = &art.meta;
     let mismatch = |reason: String| ProbeError::StoreMismatch {
@@ -492,6 +500,75 @@ pub fn apply_to_store(probe_dir: &Path, acts: &Path, out: &Path) -> Result<Apply
     write_text(out, &text)?;
     Ok(ApplyOutcome {
         n_records: records.len(),
+        n_flagged,
+        threshold,
+        probe: art,
+    })
+}
+
+/// [`apply_to_store`] on a store captured with `--positions all`: one score per token (what
+/// `tell generate --monitor` computes during decoding), whatever position the probe was trained
+/// on.
+fn apply_to_tokens(
+    art: ProbeArtifact,
+    probe_dir: &Path,
+    acts: &Path,
+    out: &Path,
+) -> Result<ApplyOutcome> {
+    let store = tell_store::Store::open(acts)?;
+    let meta = &art.meta;
+    let mismatch = |reason: String| ProbeError::StoreMismatch {
+        store: acts.display().to_string(),
+        reason: format!(
+            "{reason}; the probe {} does not fit it",
+            probe_dir.display()
+        ),
+    };
+    let key = SiteLayerKey::new(&meta.site, meta.layer as u32);
+    let width = store.width(&key).map_err(|_| {
+        let have: Vec<String> = store.keys().iter().map(|k| k.tensor_name()).collect();
+        mismatch(format!("it has no {key} (it has: {})", have.join(", ")))
+    })?;
+    if width != meta.n_features {
+        return Err(mismatch(format!(
+            "{key} has width {width}, the probe reads {} features",
+            meta.n_features
+        )));
+    }
+    let threshold = if meta.threshold.is_finite() {
+        meta.threshold
+    } else {
+        0.0
+    };
+    let mut text = format!("{TOKEN_SCORES_HEADER}\n");
+    let (mut n_records, mut n_flagged) = (0, 0);
+    for r in store.records()? {
+        let m = store.record(r.index, &key)?;
+        let x = Matrix::new(&m.data, m.rows, m.cols)?;
+        let scores = art
+            .probe
+            .apply(&x)
+            .map_err(|e| mismatch(format!("record {} (id {:?}): {e}", r.index, r.meta.id)))?;
+        let prompt = r.meta.prompt_tokens();
+        for (t, &s) in scores.iter().enumerate() {
+            let flag = s > threshold;
+            n_flagged += flag as usize;
+            text.push_str(&format!(
+                "{},{},{t},{},{s},{}\n",
+                r.index,
+                csv_field(&r.meta.id),
+                (t >= prompt) as u8,
+                flag as u8
+            ));
+        }
+        n_records += 1;
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| ProbeError::io(parent, e))?;
+    }
+    write_text(out, &text)?;
+    Ok(ApplyOutcome {
+        n_records,
         n_flagged,
         threshold,
         probe: art,
