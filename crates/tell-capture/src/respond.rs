@@ -334,7 +334,7 @@ fn respond<B: Backend>(
             }
         }
     }
-    let observe = (collector.is_some() || scorer.is_some()).then(|| Observe {
+    let observe = (collector.is_some() || scorer.is_some()).then_some(Observe {
         prompt_sites,
         last_only,
         response_sites,
