@@ -11,7 +11,7 @@ use tell_probe::{Family, Probe, ProbeArtifact, ProbeMeta, Standardizer};
 
 /// A probe at `blocks.{layer}.hook_resid_post` of width `d` with fixed pseudo-random weights.
 fn write_probe(dir: &Path, d: usize, layer: usize) {
-    let wave = |i: usize, a: f32| ((i as f32 * a).sin() * 0.5) as f32;
+    let wave = |i: usize, a: f32| (i as f32 * a).sin() * 0.5;
     let probe = Probe {
         family: Family::Logreg,
         standardizer: Standardizer {
