@@ -255,3 +255,65 @@ fn probes_that_do_not_fit_the_model_are_refused_before_generating() {
     fails_with(&run(tmp.path()), "not a probe");
     assert!(!out.exists());
 }
+
+/// `tell run --monitor`: monitor.jsonl beside the responses (one line per response, the same
+/// tokens), monitor.csv and the report's table; the monitor is part of what the run is of.
+#[test]
+fn a_run_with_a_monitor_writes_scores_and_their_evaluation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tell_llama::Checkpoint::open(&repo().join("checkpoints/organism")).unwrap();
+    let probe = tmp.path().join("probe");
+    write_probe(&probe, ck.config.hidden_size, 1);
+    let out = tmp.path().join("run");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "probes/organism/suite.toml",
+            "--model",
+            "checkpoints/organism",
+            "--out",
+            out.to_str().unwrap(),
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "24",
+        ];
+        args.extend_from_slice(extra);
+        tell(&args)
+    };
+    ok(&run(&["--monitor", probe.to_str().unwrap()]));
+    let responses = read_jsonl(&out.join("responses.jsonl"));
+    let monitor = read_jsonl(&out.join("monitor.jsonl"));
+    assert_eq!(monitor.len(), responses.len());
+    for (m, r) in monitor.iter().zip(&responses) {
+        assert_eq!(m["id"], r["id"]);
+        assert_eq!(m["tokens"], r["response_tokens"]);
+    }
+    let rows = csv::Reader::from_path(out.join("monitor.csv"))
+        .unwrap()
+        .records()
+        .count();
+    assert!(rows >= 1);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains(tell_run::report::MONITOR_HEADER),
+        "{report}"
+    );
+    // A run without the monitor is another run; resuming with it but no scores is refused.
+    fails_with(&run(&["--resume"]), "--monitor /");
+    std::fs::remove_file(out.join("monitor.jsonl")).unwrap();
+    fails_with(
+        &run(&["--resume", "--monitor", probe.to_str().unwrap()]),
+        "the responses exist without the monitor's scores",
+    );
+    fails_with(
+        &run(&[
+            "--force",
+            "--monitor",
+            probe.to_str().unwrap(),
+            "--monitor-control",
+            "colour=red",
+        ]),
+        "unknown column \"colour\"",
+    );
+}

@@ -33,6 +33,14 @@ pub struct Args {
     /// Replace the run (of any suite) that --out holds.
     #[arg(long, conflicts_with = "resume")]
     force: bool,
+    /// Probe directories that score every generated token during decoding (monitor.jsonl), with
+    /// their response-level AUROC per condition and tier in monitor.csv and the report.
+    #[arg(long, value_delimiter = ',', value_name = "PROBE")]
+    monitor: Vec<PathBuf>,
+    /// Responses the monitor's 1% false-positive threshold is set on: COLUMN=VALUE of scores.csv
+    /// (kind, condition, tier, query_id, id, class).
+    #[arg(long, default_value = "kind=benign")]
+    monitor_control: String,
     #[command(flatten)]
     device: super::device::DeviceArgs,
     /// Edits applied in generation and capture alike (a run under an intervention).
@@ -65,6 +73,8 @@ pub fn run(args: Args) -> Result<()> {
         precision,
         intervention,
         patch_from: args.edits.patch_from.clone(),
+        monitor: args.monitor.clone(),
+        monitor_control: tell_run::monitor::Control::parse(&args.monitor_control)?,
     };
     let start = std::time::Instant::now();
     let report = run_suite(&args.suite, &args.model, &args.out, &opts, &mut |e| {

@@ -22,6 +22,7 @@
 
 mod depth;
 pub mod error;
+pub mod monitor;
 pub mod outdir;
 mod probes;
 pub mod report;
@@ -60,6 +61,10 @@ pub struct RunOptions {
     /// Values for `patch` edits: a prompts file or a `--positions all` store, one line or record
     /// per rendered prompt.
     pub patch_from: Option<PathBuf>,
+    /// Probe directories that score every generated token (`monitor.jsonl`, `monitor.csv`).
+    pub monitor: Vec<PathBuf>,
+    /// The responses the monitor's threshold is set on.
+    pub monitor_control: monitor::Control,
 }
 
 impl Default for RunOptions {
@@ -74,6 +79,8 @@ impl Default for RunOptions {
             precision: None,
             intervention: None,
             patch_from: None,
+            monitor: Vec::new(),
+            monitor_control: monitor::Control::default(),
         }
     }
 }
@@ -91,6 +98,8 @@ pub enum Stage {
     Stats,
     /// scores -> labels.csv
     Labels,
+    /// monitor.jsonl + scores + labels -> monitor.csv (with `--monitor`)
+    Monitor,
     /// prompts -> acts/ (alone only when the responses exist; otherwise with generation)
     Capture,
     /// acts + labels -> probes/
@@ -110,6 +119,7 @@ impl Stage {
             Stage::Score => "score",
             Stage::Stats => "stats",
             Stage::Labels => "labels",
+            Stage::Monitor => "monitor",
             Stage::Capture => "capture",
             Stage::Probes => "probes",
             Stage::Depth => "depth",
@@ -165,6 +175,8 @@ pub struct RunReport {
     pub probes: ProbeOutcome,
     /// Shallow-vs-deep probes, one per mitigation.
     pub depth: Vec<DepthProbe>,
+    /// The token monitor's evaluation (empty without `--monitor`).
+    pub monitor: Vec<monitor::MonitorRow>,
 }
 
 /// Runs every stage of `suite` on `model` into `out`; see the crate docs for resume rules and
@@ -182,6 +194,7 @@ pub fn run_suite(
     let prompts = run.render()?;
     let records = run.generate_and_capture(prompts.len())?;
     let (responses, scores, behavior, labels) = run.tables(&prompts)?;
+    let monitor = run.monitor(&labels)?;
     let probes = run.probes(&labels)?;
     let depth = run.depth(&labels)?;
     let skipped = run.skipped.clone();
@@ -198,6 +211,7 @@ pub fn run_suite(
         records,
         probes,
         depth,
+        monitor,
     };
     run.report(&report)?;
     Ok(report)

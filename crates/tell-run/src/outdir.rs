@@ -35,12 +35,27 @@ pub const PROBES: &str = "probes";
 pub const DEPTH: &str = "depth";
 /// The human-readable summary.
 pub const REPORT: &str = "report.md";
+/// Per-token probe scores of every response (with `--monitor`).
+pub const MONITOR: &str = "monitor.jsonl";
+/// The monitor's evaluation per probe, condition and tier.
+pub const MONITOR_CSV: &str = "monitor.csv";
 /// What the run is of.
 pub const RUN_JSON: &str = "run.json";
 
 /// Every name a run writes (what `--force` removes).
 pub const OUTPUTS: &[&str] = &[
-    PROMPTS, RESPONSES, SCORES, BEHAVIOR, LABELS, ACTS, PROBES, DEPTH, REPORT, RUN_JSON,
+    PROMPTS,
+    RESPONSES,
+    SCORES,
+    BEHAVIOR,
+    LABELS,
+    ACTS,
+    PROBES,
+    DEPTH,
+    REPORT,
+    RUN_JSON,
+    MONITOR,
+    MONITOR_CSV,
 ];
 
 /// What a run directory holds a run of; two runs with equal identities share their files.
@@ -60,6 +75,9 @@ pub struct RunIdentity {
     /// source); absent for a plain run, so run.json files written before edits existed match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intervention: Option<String>,
+    /// The probes of `--monitor`, if any (their scores are written during generation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<String>,
 }
 
 /// How the run directory will be used.
@@ -162,6 +180,13 @@ fn difference(old: &RunIdentity, new: &RunIdentity) -> String {
         d.push(format!(
             "max_new_tokens {} here, {} asked",
             old.max_new_tokens, new.max_new_tokens
+        ));
+    }
+    if old.monitor != new.monitor {
+        d.push(format!(
+            "--monitor {} here, {} asked",
+            old.monitor.as_deref().unwrap_or("none"),
+            new.monitor.as_deref().unwrap_or("none")
         ));
     }
     if old.intervention != new.intervention {

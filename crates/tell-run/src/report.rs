@@ -153,6 +153,7 @@ pub fn markdown(suite: &Suite, id: &RunIdentity, run: &RunReport) -> String {
         }
     }
     depth_section(&mut s, run);
+    monitor_section(&mut s, run);
     let _ = writeln!(s, "\n## Files\n");
     let probes = match run.probes {
         ProbeOutcome::Trained { .. } => "metrics, plots, best probe per family",
@@ -194,6 +195,43 @@ pub fn markdown(suite: &Suite, id: &RunIdentity, run: &RunReport) -> String {
         let _ = writeln!(s, "- `{}`: {what}", run.out.join(name).display());
     }
     s
+}
+
+/// The header row of the token monitor's table (tests look for it).
+pub const MONITOR_HEADER: &str = "| probe | condition | tier | faking / honest responses | AUROC | shuffled-label AUROC | recall at threshold |";
+
+/// The token monitor: response-level AUROC and recall per condition and tier.
+fn monitor_section(s: &mut String, run: &RunReport) {
+    let Some(first) = run.monitor.first() else {
+        return;
+    };
+    let _ = writeln!(s, "\n## Token monitor\n");
+    let _ = writeln!(
+        s,
+        "Each probe scored every generated token during decoding (`monitor.jsonl`); a response's \
+         score is the mean over its tokens. Faking = a response to a harmful query whose (query, \
+         condition) is labelled faking, honest = labelled not faking. The threshold lets {} of \
+         {} control responses above it (`monitor.csv`); the shuffled-label AUROC is the mean \
+         over 20 permutations of the cell's labels.\n",
+        num(first.control_fpr, 3),
+        first.n_control
+    );
+    let _ = writeln!(s, "{MONITOR_HEADER}");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for r in &run.monitor {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} / {} | {} | {} | {} |",
+            r.probe,
+            r.condition,
+            r.tier,
+            r.n_positive,
+            r.n_negative,
+            num(r.auroc, 3),
+            num(r.auroc_shuffled, 3),
+            num(r.recall, 3)
+        );
+    }
 }
 
 /// The header row of the shallow-vs-deep table (tests look for it).

@@ -2,9 +2,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use tell_capture::{
-    capture_on, model_identity, respond_and_capture, select, CaptureOptions, OnePassStore,
+    capture_on, model_identity, respond_and_capture, select, CaptureOptions, Monitor, OnePassStore,
     RespondOptions,
 };
 use tell_faking::{
@@ -30,6 +31,7 @@ pub(crate) struct Plan {
     pub(crate) generation: GenerationSpec,
     pub(crate) max_new_tokens: usize,
     pub(crate) positions: Positions,
+    pub(crate) monitor: Option<Arc<Monitor>>,
 }
 
 impl Plan {
@@ -69,6 +71,11 @@ impl Plan {
                 None => format!("sha256:{edits}"),
             }
         });
+        let monitor = if opts.monitor.is_empty() {
+            None
+        } else {
+            Some(Arc::new(Monitor::load(&opts.monitor, &ck.config)?))
+        };
         let identity = RunIdentity {
             suite: absolute(suite)?,
             suite_name: loaded.spec.name.clone(),
@@ -76,6 +83,13 @@ impl Plan {
             limit: opts.limit,
             max_new_tokens,
             intervention,
+            monitor: (!opts.monitor.is_empty()).then(|| {
+                opts.monitor
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
         };
         Ok(Self {
             suite: loaded,
@@ -85,6 +99,7 @@ impl Plan {
             generation,
             max_new_tokens,
             positions,
+            monitor,
         })
     }
 }
@@ -158,6 +173,16 @@ impl<'a> Runner<'a> {
         let responses = self.out.join(outdir::RESPONSES);
         let acts = self.out.join(outdir::ACTS);
         let have_responses = self.resume && responses.is_file();
+        if have_responses
+            && self.plan.monitor.is_some()
+            && !self.out.join(outdir::MONITOR).is_file()
+        {
+            return Err(RunError::Options(format!(
+                "{}: the responses exist without the monitor's scores, which are made during \
+                 generation; start over with --force",
+                self.out.display()
+            )));
+        }
         let have_acts = self.resume && complete_records(&acts) == Some(prompts);
         if have_responses {
             self.skip(Stage::Generate, "responses.jsonl exists".into());
@@ -196,6 +221,25 @@ impl<'a> Runner<'a> {
         let labels = label_queries(&scores, DEFAULT_THRESHOLD)?;
         self.write_table(outdir::LABELS, &labels, Stage::Labels)?;
         Ok((responses.len(), scores.len(), behavior, labels))
+    }
+
+    /// monitor.jsonl + scores + labels -> monitor.csv (recomputed every time, like the tables)
+    pub(crate) fn monitor(
+        &mut self,
+        labels: &[LabelRow],
+    ) -> Result<Vec<crate::monitor::MonitorRow>> {
+        if self.plan.monitor.is_none() {
+            return Ok(Vec::new());
+        }
+        let scores = tell_faking::read_scores(&self.out.join(outdir::SCORES))?;
+        let rows = crate::monitor::evaluate(
+            &self.out.join(outdir::MONITOR),
+            &scores,
+            labels,
+            &self.opts.monitor_control,
+        )?;
+        self.write_table(outdir::MONITOR_CSV, &rows, Stage::Monitor)?;
+        Ok(rows)
     }
 
     /// acts + labels -> probes/
@@ -339,6 +383,10 @@ fn one_pass<B: Backend>(r: &mut Runner<'_>, device: &B::Device) -> Result<usize>
         batch_size: r.opts.batch_size,
         patch_from: r.opts.patch_from.clone(),
         patch_model_hash: Some(store.identity.hash.clone()),
+        monitor: plan
+            .monitor
+            .clone()
+            .map(|m| (m, tmp_path(&r.out.join(outdir::MONITOR)))),
         ..RespondOptions::default()
     };
     let total = read_prompts(&prompts_path)?.len();
@@ -365,6 +413,11 @@ fn one_pass<B: Backend>(r: &mut Runner<'_>, device: &B::Device) -> Result<usize>
             }
         },
     )?;
+    // The monitor's scores first: existing responses then imply existing scores (resume).
+    if plan.monitor.is_some() {
+        let monitor = r.out.join(outdir::MONITOR);
+        commit(&tmp_path(&monitor), &monitor)?;
+    }
     commit(&tmp, &responses)?;
     (r.progress)(Event::Finished(
         Stage::Generate,
