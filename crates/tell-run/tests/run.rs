@@ -201,6 +201,7 @@ fn identity(name: &str) -> RunIdentity {
         limit: Some(10),
         max_new_tokens: 8,
         intervention: None,
+        monitor: None,
     }
 }
 
