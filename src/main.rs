@@ -47,6 +47,8 @@ enum Command {
     Patch(cmd::patch::Args),
     /// Steering, ablation or noise sweeps over a suite, scored as behavior tables per setting.
     Steer(cmd::steer::Args),
+    /// A run's responses as one static HTML page, tokens coloured by a monitor probe's scores.
+    View(cmd::view::Args),
     /// Run a suite end to end: render, generate, score, stats, labels, capture, probes, report.md.
     Run(cmd::run::Args),
     /// The planted model organism: `tell organism corpus|train`.
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Patch(args) => cmd::patch::run(args),
         Command::Steer(args) => cmd::steer::run(args),
+        Command::View(args) => cmd::view::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Organism(args) => cmd::organism::run(args),
     };

@@ -18,3 +18,4 @@ pub mod steer;
 pub mod store;
 pub mod suite;
 pub mod tokenize;
+pub mod view;
