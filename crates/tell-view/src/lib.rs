@@ -241,9 +241,9 @@ fn page(data: &Data<'_>, json: &str) -> String {
         ("tier", "tier"),
         ("label", "label"),
     ] {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<label>{label} <select id=\"f-{key}\"><option value=\"\">all</option></select></label>\n"
+            "<label>{label} <select id=\"f-{key}\"><option value=\"\">all</option></select></label>"
         );
     }
     h.push_str("<span id=\"count\"></span>\n</div>\n</header>\n<main id=\"list\"></main>\n");
