@@ -62,6 +62,10 @@ pub struct Args {
     /// Over-long prompts: cut on the left (oldest prompt tokens) or right (end); default: error.
     #[arg(long)]
     truncate: Option<String>,
+    /// Capture only part INDEX of COUNT of the prompts (contiguous runs of lines, the same for
+    /// capture, generate and run); `tell store merge` joins the parts' stores.
+    #[arg(long, value_name = "INDEX/COUNT")]
+    shard: Option<String>,
     #[command(flatten)]
     edits: super::intervene::PatchEditArgs,
 }
@@ -112,6 +116,12 @@ pub fn run(args: Args) -> Result<()> {
         args: serde_json::json!(std::env::args().collect::<Vec<_>>()),
         intervention,
         patch_from: args.edits.patch_from.clone(),
+        shard: args
+            .shard
+            .as_deref()
+            .map(tell_store::Split::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
     };
     let stop = interrupt_flag()?;
     let task = Capture {

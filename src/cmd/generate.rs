@@ -66,6 +66,10 @@ pub struct Args {
         requires = "prompts"
     )]
     monitor: Vec<PathBuf>,
+    /// Answer only part INDEX of COUNT of --prompts (contiguous runs of lines, the same for
+    /// capture, generate and run).
+    #[arg(long, value_name = "INDEX/COUNT", requires = "prompts")]
+    shard: Option<String>,
     #[command(flatten)]
     device: super::device::DeviceArgs,
     #[command(flatten)]
@@ -88,6 +92,9 @@ pub fn run(args: Args) -> Result<()> {
     // which takes minutes for an 8B model.
     if let Some(prompts) = &args.prompts {
         check_file(prompts)?;
+    }
+    if let Some(s) = &args.shard {
+        tell_store::Split::parse(s).map_err(anyhow::Error::msg)?;
     }
     let (spec, dtype) = args.device.parse()?;
     run_on(spec, dtype, Generate { args: &args })?
@@ -126,6 +133,7 @@ impl OnDevice for Generate<'_> {
                 pad_token: tokenizer.eos_token_id().unwrap_or(0),
                 intervention: intervention.map(std::sync::Arc::new),
                 patches: None,
+                first_index: 0,
             },
             stop_strings: args.stop.clone(),
             batch_size: args.batch_size,
@@ -140,6 +148,12 @@ impl OnDevice for Generate<'_> {
                 )),
                 _ => None,
             },
+            shard: args
+                .shard
+                .as_deref()
+                .map(tell_store::Split::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
         };
         if let (Some(prompts), Some(out)) = (&args.prompts, &args.out) {
             let bar = indicatif::ProgressBar::new_spinner();

@@ -41,6 +41,13 @@ pub struct Args {
     /// (kind, condition, tier, query_id, id, class).
     #[arg(long, default_value = "kind=benign")]
     monitor_control: String,
+    /// Run only part INDEX of COUNT of the prompts (generation and capture); the tables come
+    /// from a run with --merge over the parts.
+    #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "merge")]
+    shard: Option<String>,
+    /// Shard runs (directories of `tell run --shard`) to join and score as one run.
+    #[arg(long, value_name = "SHARD_RUN", num_args = 1..)]
+    merge: Vec<PathBuf>,
     #[command(flatten)]
     device: super::device::DeviceArgs,
     /// Edits applied in generation and capture alike (a run under an intervention).
@@ -75,6 +82,13 @@ pub fn run(args: Args) -> Result<()> {
         patch_from: args.edits.patch_from.clone(),
         monitor: args.monitor.clone(),
         monitor_control: tell_run::monitor::Control::parse(&args.monitor_control)?,
+        shard: args
+            .shard
+            .as_deref()
+            .map(tell_store::Split::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        merge: args.merge.clone(),
     };
     let start = std::time::Instant::now();
     let report = run_suite(&args.suite, &args.model, &args.out, &opts, &mut |e| {

@@ -1,4 +1,4 @@
-//! `tell store info|verify|export DIR`.
+//! `tell store info|verify|export DIR` and `tell store merge SHARD... --out DIR`.
 
 use std::path::PathBuf;
 
@@ -41,11 +41,33 @@ enum Sub {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Join the stores of a split capture (`--shard i/n`) into one store in prompt order; every
+    /// shard must be complete, of the same capture, and each part given once.
+    Merge {
+        /// The shard stores, in any order.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// The merged store to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace a store in --out.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Runs `tell store ...`.
 pub fn run(args: Args) -> Result<()> {
     match args.command {
+        Sub::Merge { shards, out, force } => {
+            let r = tell_store::merge(&shards, &out, force)?;
+            eprintln!(
+                "merged {} shards, {} records -> {}",
+                r.shards,
+                r.records,
+                r.dir.display()
+            );
+        }
         Sub::Info { dir, json } => {
             let info = Store::open(&dir)?.info();
             if json {

@@ -66,6 +66,9 @@ pub struct CaptureOptions {
     /// Values `patch` edits copy in: a prompts file (line i patches prompt i) or a store
     /// captured with `--positions all` (record i patches prompt i).
     pub patch_from: Option<PathBuf>,
+    /// Capture only part `index` of `count` of the prompts (`--shard index/count`): contiguous
+    /// runs of lines, the same for every command ([`tell_store::Split`]).
+    pub shard: Option<(usize, usize)>,
 }
 
 impl Default for CaptureOptions {
@@ -87,6 +90,7 @@ impl Default for CaptureOptions {
             args: serde_json::Value::Null,
             intervention: None,
             patch_from: None,
+            shard: None,
         }
     }
 }
@@ -220,7 +224,7 @@ pub fn capture_on<B: Backend>(
         })?;
         encoder = encoder.with_tokenizer(tokenizer, opts.chat, opts.system.clone());
     }
-    let ids = summary.ids;
+    let all_ids = summary.ids;
     for line in PromptReader::open(prompts)? {
         encoder.encode(&line?)?;
     }
@@ -228,7 +232,22 @@ pub fn capture_on<B: Backend>(
     if let Some(iv) = &opts.intervention {
         iv.check(&cfg)?;
     }
-    let patch = patch_source(opts, &encoder, ids.len(), cfg.hidden_size, &identity.hash)?;
+    let patch = patch_source(
+        opts,
+        &encoder,
+        all_ids.len(),
+        cfg.hidden_size,
+        &identity.hash,
+    )?;
+    // The part of the prompts this process captures; `offset` turns its record indices into
+    // global prompt indices (noise keys, patch sources, the records' prompt_index).
+    let split = opts
+        .shard
+        .map(|(i, n)| tell_store::Split::new(i, n, all_ids.len()));
+    let (offset, ids) = match split {
+        Some(s) => (s.first, all_ids[s.range()].to_vec()),
+        None => (0, all_ids),
+    };
 
     let mut spec = StoreSpec::new(
         identity,
@@ -242,6 +261,7 @@ pub fn capture_on<B: Backend>(
     }
     spec.tool_version = concat!("tell-capture ", env!("CARGO_PKG_VERSION")).to_string();
     spec.args = opts.args.clone();
+    spec.split = split;
     let mut writer = if opts.resume {
         StoreWriter::resume(out, spec, opts.force)?
     } else {
@@ -283,12 +303,12 @@ pub fn capture_on<B: Backend>(
     let mut head_rows_done = 0u64;
     let first_window = done / window * window;
     let mut reader = PromptReader::open(prompts)?;
-    reader.skip_lines(first_window)?;
+    reader.skip_lines(offset + first_window)?;
     let mut next = first_window;
     let mut interrupted = false;
     loop {
         let mut lines = Vec::with_capacity(window);
-        for line in reader.by_ref().take(window) {
+        for line in reader.by_ref().take(window.min(total - next)) {
             lines.push(line?);
         }
         if lines.is_empty() {
@@ -316,7 +336,7 @@ pub fn capture_on<B: Backend>(
             }
             let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
             let batch = Batch::left_padded(&seqs, 0)?;
-            let rows = row_edits(&llama, opts, patch.as_ref(), chunk, base, &metas)?;
+            let rows = row_edits(&llama, opts, patch.as_ref(), chunk, offset + base, &metas)?;
             let edits = opts.intervention.as_deref().map(|iv| Edits {
                 intervention: iv,
                 rows: &rows,
@@ -354,9 +374,15 @@ pub fn capture_on<B: Backend>(
                 }
             }
         }
-        for (i, (meta, vals)) in metas.into_iter().zip(values).enumerate() {
+        for (i, (mut meta, vals)) in metas.into_iter().zip(values).enumerate() {
             if base + i < done {
                 continue;
+            }
+            if split.is_some() {
+                meta.extra.push((
+                    tell_store::PROMPT_INDEX.to_string(),
+                    (offset + base + i).to_string(),
+                ));
             }
             let n = meta.n_tokens as u64;
             let pairs: Vec<(SiteLayerKey, &[f32])> = keys

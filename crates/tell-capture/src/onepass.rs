@@ -75,6 +75,7 @@ pub(crate) struct Collector<'a, B: Backend> {
     metas: Vec<RecordMeta>,
     prompt_lens: Vec<usize>,
     running: HashMap<usize, Running>,
+    split: Option<tell_store::Split>,
     done: BTreeMap<usize, (RecordMeta, Vec<Vec<f32>>)>,
     next: usize,
     tokens: u64,
@@ -89,6 +90,7 @@ impl<'a, B: Backend> Collector<'a, B> {
         store: &OnePassStore,
         metas: Vec<RecordMeta>,
         prompt_lens: Vec<usize>,
+        split: Option<tell_store::Split>,
     ) -> Result<Self> {
         let cfg = llama.config();
         let mut spec = StoreSpec::new(
@@ -103,6 +105,7 @@ impl<'a, B: Backend> Collector<'a, B> {
         }
         spec.tool_version = concat!("tell-capture ", env!("CARGO_PKG_VERSION")).to_string();
         spec.args = store.args.clone();
+        spec.split = split;
         let writer = StoreWriter::create(&store.dir, spec, true)?;
         let sites = store.selection.sites();
         let mut model_sites: Vec<Site> = sites
@@ -124,6 +127,7 @@ impl<'a, B: Backend> Collector<'a, B> {
             metas,
             prompt_lens,
             running: HashMap::new(),
+            split,
             done: BTreeMap::new(),
             next: 0,
             tokens: 0,
@@ -205,6 +209,12 @@ impl<'a, B: Backend> Collector<'a, B> {
         let responses = self.reads_responses();
         meta.n_tokens = prompt_len + if responses { n_response } else { 0 };
         meta.n_response_tokens = if responses { n_response } else { 0 };
+        if let Some(s) = self.split {
+            meta.extra.push((
+                tell_store::PROMPT_INDEX.to_string(),
+                (s.first + index).to_string(),
+            ));
+        }
         let mut pooled: BTreeMap<Site, Vec<f32>> = if responses {
             let mut out = BTreeMap::new();
             for site in &self.model_sites {

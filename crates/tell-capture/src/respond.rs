@@ -47,6 +47,8 @@ pub struct RespondOptions {
     pub patch_model_hash: Option<String>,
     /// Probes that score every generated token, and the file their scores go to.
     pub monitor: Option<(std::sync::Arc<Monitor>, std::path::PathBuf)>,
+    /// Answer only part `index` of `count` of the prompts (`--shard index/count`).
+    pub shard: Option<(usize, usize)>,
 }
 
 impl Default for RespondOptions {
@@ -60,6 +62,7 @@ impl Default for RespondOptions {
             patch_from: None,
             patch_model_hash: None,
             monitor: None,
+            shard: None,
         }
     }
 }
@@ -219,6 +222,14 @@ fn respond<B: Backend>(
         lines.push(line);
         seqs.push(ids);
     }
+    // A shard answers its part of the lines; every line was checked above all the same.
+    let total = lines.len();
+    let split = opts.shard.map(|(i, n)| tell_store::Split::new(i, n, total));
+    let offset = split.map_or(0, |s| s.first);
+    if let Some(s) = split {
+        lines = lines.drain(s.range()).collect();
+        seqs = seqs.drain(s.range()).collect();
+    }
     let file = File::create(out).map_err(|e| CaptureError::Io {
         path: out.to_owned(),
         source: e,
@@ -226,6 +237,7 @@ fn respond<B: Backend>(
     let mut writer = BufWriter::new(file);
     let mut report = RespondReport::default();
     let mut gen = with_stops(opts, tokenizer);
+    gen.first_index = offset;
     if let Some(iv) = gen.intervention.as_deref().filter(|iv| iv.patches()) {
         let Some(source) = &opts.patch_from else {
             return Err(CaptureError::Options(
@@ -239,7 +251,7 @@ fn respond<B: Backend>(
             PatchSource::store(
                 source,
                 &sites,
-                seqs.len(),
+                total,
                 model.config().hidden_size,
                 opts.patch_model_hash.as_deref(),
             )?
@@ -254,9 +266,9 @@ fn respond<B: Backend>(
                     opts.system.as_deref(),
                 )?);
             }
-            PatchSource::prompts(source, tokens, seqs.len())?
+            PatchSource::prompts(source, tokens, total)?
         };
-        let all: Vec<usize> = (0..seqs.len()).collect();
+        let all: Vec<usize> = (offset..offset + seqs.len()).collect();
         let values = patch.values(model, &all, &sites, opts.batch_size)?;
         gen.patches = Some(std::sync::Arc::new(values));
     } else if let Some(source) = &opts.patch_from {
@@ -272,6 +284,7 @@ fn respond<B: Backend>(
             store,
             lines.iter().map(|l| l.meta.clone()).collect(),
             seqs.iter().map(Vec::len).collect(),
+            split,
         )?)),
         None => None,
     };

@@ -36,6 +36,10 @@ pub struct GenerateOptions {
     pub intervention: Option<Arc<Intervention>>,
     /// Per prompt, the values `patch` edits copy in (required when the intervention patches).
     pub patches: Option<Arc<Vec<Arc<PatchValues>>>>,
+    /// Global index of the first prompt (a shard's offset in the whole prompt list): prompt `i`
+    /// samples from stream `first_index + i` and draws its noise from that key, so a prompt's
+    /// tokens are the same whichever shard it runs in.
+    pub first_index: usize,
 }
 
 impl Default for GenerateOptions {
@@ -50,6 +54,7 @@ impl Default for GenerateOptions {
             pad_token: 0,
             intervention: None,
             patches: None,
+            first_index: 0,
         }
     }
 }
@@ -219,13 +224,13 @@ pub fn generate_observed<B: Backend>(
     // What the intervention needs to know of prompt `i`.
     let row_edit = |i: usize| RowEdit {
         prompt_len: prompts[i].len(),
-        key: i as u64,
+        key: (opts.first_index + i) as u64,
         patch: opts.patches.as_ref().and_then(|p| p.get(i).cloned()),
     };
     let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
     let mut finished: Vec<Option<Finish>> = vec![None; prompts.len()];
     let mut samplers: Vec<Sampler> = (0..prompts.len())
-        .map(|i| Sampler::new(opts.seed, i as u64))
+        .map(|i| Sampler::new(opts.seed, (opts.first_index + i) as u64))
         .collect();
     let mut cache: Option<KvCache<B>> = None;
     // Rows of the cache, by index into `prompts`, and their next-token logits (host copies).

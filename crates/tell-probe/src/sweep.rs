@@ -134,15 +134,21 @@ pub fn sweep(
                 matrix,
             });
             let r = cross_validate(&inp.matrix, labels, groups, control.as_ref(), &opts, cv)
-                .map_err(|e| ProbeError::Subset {
-                    name: format!(
-                        "{} layer {} {} {}",
-                        inp.site,
-                        inp.layer,
-                        inp.position,
-                        family.name()
-                    ),
-                    reason: e.to_string(),
+                .map_err(|e| match e {
+                    // Too little data (a fold's training rows with one class or too few groups
+                    // for the inner CV) is a property of the data set, not of this combination:
+                    // passed on as is, so callers can tell it from a failure.
+                    e @ (ProbeError::OneClass { .. } | ProbeError::TooFewGroups { .. }) => e,
+                    e => ProbeError::Subset {
+                        name: format!(
+                            "{} layer {} {} {}",
+                            inp.site,
+                            inp.layer,
+                            inp.position,
+                            family.name()
+                        ),
+                        reason: e.to_string(),
+                    },
                 })?;
             let mut l2s: Vec<f64> = r.folds.iter().filter_map(|f| f.l2).collect();
             l2s.sort_by(|a, b| a.total_cmp(b));

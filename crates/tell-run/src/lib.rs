@@ -65,6 +65,12 @@ pub struct RunOptions {
     pub monitor: Vec<PathBuf>,
     /// The responses the monitor's threshold is set on.
     pub monitor_control: monitor::Control,
+    /// Run only part `index` of `count` of the prompts (`--shard index/count`): generation and
+    /// capture of that part; the tables come from the merging run.
+    pub shard: Option<(usize, usize)>,
+    /// Shard runs of this run to merge (`--merge`): their responses and stores are joined in
+    /// prompt order, then scored, tested and probed as one run.
+    pub merge: Vec<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -81,6 +87,8 @@ impl Default for RunOptions {
             patch_from: None,
             monitor: Vec::new(),
             monitor_control: monitor::Control::default(),
+            shard: None,
+            merge: Vec::new(),
         }
     }
 }
@@ -192,7 +200,33 @@ pub fn run_suite(
     let start = outdir::prepare(out, &plan.identity, opts.resume, opts.force)?;
     let mut run = stages::Runner::new(out, &plan, opts, start, progress);
     let prompts = run.render()?;
-    let records = run.generate_and_capture(prompts.len())?;
+    let records = if opts.merge.is_empty() {
+        run.generate_and_capture(prompts.len())?
+    } else {
+        run.merge_shards(prompts.len())?
+    };
+    if let Some(split) = plan.split(prompts.len()) {
+        // A shard's tables would count a part of the experiment: the merging run makes them.
+        let report = RunReport {
+            out: out.to_owned(),
+            report: out.join(outdir::REPORT),
+            start,
+            skipped: run.skipped.clone(),
+            prompts: split.len,
+            responses: split.len,
+            scores: 0,
+            behavior: Vec::new(),
+            labels: Vec::new(),
+            records,
+            probes: ProbeOutcome::Skipped(format!(
+                "{split}: merge the shard runs with --merge to score, test and probe the whole"
+            )),
+            depth: Vec::new(),
+            monitor: Vec::new(),
+        };
+        run.shard_report(&report, split)?;
+        return Ok(report);
+    }
     let (responses, scores, behavior, labels) = run.tables(&prompts)?;
     let monitor = run.monitor(&labels)?;
     let probes = run.probes(&labels)?;

@@ -78,6 +78,9 @@ pub struct RunIdentity {
     /// The probes of `--monitor`, if any (their scores are written during generation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor: Option<String>,
+    /// `INDEX/COUNT` of a shard run (`--shard`); absent for a whole or merged run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
 /// How the run directory will be used.
@@ -152,7 +155,8 @@ fn is_empty_dir(dir: &Path) -> Result<bool> {
     Ok(entries.next().is_none())
 }
 
-fn difference(old: &RunIdentity, new: &RunIdentity) -> String {
+/// What differs between two run identities, for messages.
+pub fn difference(old: &RunIdentity, new: &RunIdentity) -> String {
     let mut d = Vec::new();
     if old.suite != new.suite || old.suite_name != new.suite_name {
         d.push(format!(
@@ -180,6 +184,13 @@ fn difference(old: &RunIdentity, new: &RunIdentity) -> String {
         d.push(format!(
             "max_new_tokens {} here, {} asked",
             old.max_new_tokens, new.max_new_tokens
+        ));
+    }
+    if old.shard != new.shard {
+        d.push(format!(
+            "--shard {} here, {} asked",
+            old.shard.as_deref().unwrap_or("none"),
+            new.shard.as_deref().unwrap_or("none")
         ));
     }
     if old.monitor != new.monitor {

@@ -32,6 +32,7 @@ pub(crate) struct Plan {
     pub(crate) max_new_tokens: usize,
     pub(crate) positions: Positions,
     pub(crate) monitor: Option<Arc<Monitor>>,
+    pub(crate) shard: Option<(usize, usize)>,
 }
 
 impl Plan {
@@ -48,6 +49,11 @@ impl Plan {
         }
         if opts.batch_size == 0 {
             return Err(RunError::Options("--batch-size must be at least 1".into()));
+        }
+        if opts.shard.is_some() && !opts.merge.is_empty() {
+            return Err(RunError::Options(
+                "--shard runs a part, --merge joins the parts: give one of them".into(),
+            ));
         }
         if opts.max_new_tokens == Some(0) {
             return Err(RunError::Options(
@@ -90,6 +96,7 @@ impl Plan {
                     .collect::<Vec<_>>()
                     .join(",")
             }),
+            shard: opts.shard.map(|(i, n)| format!("{i}/{n}")),
         };
         Ok(Self {
             suite: loaded,
@@ -100,7 +107,14 @@ impl Plan {
             max_new_tokens,
             positions,
             monitor,
+            shard: opts.shard,
         })
+    }
+
+    /// The part of `prompts` prompts a shard run answers.
+    pub(crate) fn split(&self, prompts: usize) -> Option<tell_store::Split> {
+        self.shard
+            .map(|(i, n)| tell_store::Split::new(i, n, prompts))
     }
 }
 
@@ -183,14 +197,15 @@ impl<'a> Runner<'a> {
                 self.out.display()
             )));
         }
-        let have_acts = self.resume && complete_records(&acts) == Some(prompts);
+        let expected = self.plan.split(prompts).map_or(prompts, |s| s.len);
+        let have_acts = self.resume && complete_records(&acts) == Some(expected);
         if have_responses {
             self.skip(Stage::Generate, "responses.jsonl exists".into());
         }
         if have_acts {
             self.skip(
                 Stage::Capture,
-                format!("acts/ is complete with {prompts} records"),
+                format!("acts/ is complete with {expected} records"),
             );
         }
         let task = Task {
@@ -198,11 +213,106 @@ impl<'a> Runner<'a> {
             one_pass: !have_responses,
         };
         if have_responses && have_acts {
-            return Ok(prompts);
+            return Ok(expected);
         }
         let spec = task.runner.opts.device;
         let precision = task.runner.opts.precision;
         run_on(spec, precision, task)?
+    }
+
+    /// Shard runs -> responses.jsonl, monitor.jsonl and acts/ of the whole, in prompt order.
+    /// Each shard must be a run of this same suite, model and settings, complete; together they
+    /// must hold every part once (the store merge names a missing or doubled one).
+    pub(crate) fn merge_shards(&mut self, prompts: usize) -> Result<usize> {
+        (self.progress)(Event::Started(Stage::Generate));
+        let mut parts = Vec::new();
+        for dir in &self.opts.merge {
+            let bad = |m: String| RunError::Options(format!("--merge {}: {m}", dir.display()));
+            let path = dir.join(outdir::RUN_JSON);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| bad(format!("not a run directory ({e})")))?;
+            let id: RunIdentity =
+                serde_json::from_str(&text).map_err(|e| bad(format!("run.json: {e}")))?;
+            let Some(shard) = id.shard.clone() else {
+                return Err(bad("not a shard run (it ran without --shard)".into()));
+            };
+            let mine = RunIdentity {
+                shard: Some(shard.clone()),
+                ..self.plan.identity.clone()
+            };
+            if id != mine {
+                return Err(bad(format!(
+                    "a run of other settings ({})",
+                    outdir::difference(&id, &mine)
+                )));
+            }
+            let (i, n) = tell_store::Split::parse(&shard).map_err(bad)?;
+            let split = tell_store::Split::new(i, n, prompts);
+            let responses = dir.join(outdir::RESPONSES);
+            let lines = std::fs::read_to_string(&responses).map_err(|e| {
+                bad(format!(
+                    "{}: {e} (the shard has not finished)",
+                    responses.display()
+                ))
+            })?;
+            if lines.lines().count() != split.len {
+                return Err(bad(format!(
+                    "{} has {} responses, {split} has {}",
+                    responses.display(),
+                    lines.lines().count(),
+                    split.len
+                )));
+            }
+            parts.push((split, dir.clone(), lines));
+        }
+        parts.sort_by_key(|(s, _, _)| s.index);
+        // The stores first: their merge checks that the parts cover every prompt once.
+        let stores: Vec<PathBuf> = parts.iter().map(|(_, d, _)| d.join(outdir::ACTS)).collect();
+        let acts = self.out.join(outdir::ACTS);
+        let merged = tell_store::merge(&stores, &acts, true)?;
+        let mut text = String::new();
+        for (_, _, lines) in &parts {
+            text.push_str(lines);
+        }
+        if self.plan.monitor.is_some() {
+            let mut m = String::new();
+            for (_, dir, _) in &parts {
+                let path = dir.join(outdir::MONITOR);
+                m.push_str(&std::fs::read_to_string(&path).map_err(|e| RunError::io(&path, e))?);
+            }
+            outdir::write_atomic(&self.out.join(outdir::MONITOR), m.as_bytes())?;
+        }
+        outdir::write_atomic(&self.out.join(outdir::RESPONSES), text.as_bytes())?;
+        (self.progress)(Event::Finished(
+            Stage::Generate,
+            format!(
+                "{} shard runs merged: {} responses, {} records",
+                parts.len(),
+                prompts,
+                merged.records
+            ),
+        ));
+        Ok(merged.records)
+    }
+
+    /// A shard run's report: what it holds and how to merge it.
+    pub(crate) fn shard_report(&mut self, run: &RunReport, split: tell_store::Split) -> Result<()> {
+        let md = format!(
+            "# tell run: {} ({split})\n\nThis directory holds {} responses and {} records of \
+             {split}. Its tables are made when the shard runs are merged:\n\n```sh\ntell run \
+             {} --model {} --out RUN --merge SHARD_RUN...\n```\n",
+            self.plan.suite.spec.name,
+            run.responses,
+            run.records,
+            self.plan.suite_path.display(),
+            self.plan.model.display()
+        );
+        outdir::write_atomic(&run.report, md.as_bytes())?;
+        (self.progress)(Event::Finished(
+            Stage::Report,
+            format!("-> {}", run.report.display()),
+        ));
+        Ok(())
     }
 
     /// responses -> scores.csv, behavior.csv, labels.csv (recomputed every time). Returns the
@@ -325,6 +435,7 @@ impl<'a> Runner<'a> {
             args: serde_json::to_value(&self.plan.identity).unwrap_or_default(),
             intervention: self.opts.intervention.clone(),
             patch_from: self.opts.patch_from.clone(),
+            shard: self.plan.shard,
             ..CaptureOptions::default()
         }
     }
@@ -387,9 +498,11 @@ fn one_pass<B: Backend>(r: &mut Runner<'_>, device: &B::Device) -> Result<usize>
             .monitor
             .clone()
             .map(|m| (m, tmp_path(&r.out.join(outdir::MONITOR)))),
+        shard: plan.shard,
         ..RespondOptions::default()
     };
-    let total = read_prompts(&prompts_path)?.len();
+    let all = read_prompts(&prompts_path)?.len();
+    let total = plan.split(all).map_or(all, |s| s.len);
     let batch_size = r.opts.batch_size;
     let mut reported = 0;
     let tmp = tmp_path(&responses);

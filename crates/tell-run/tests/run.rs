@@ -202,6 +202,7 @@ fn identity(name: &str) -> RunIdentity {
         max_new_tokens: 8,
         intervention: None,
         monitor: None,
+        shard: None,
     }
 }
 

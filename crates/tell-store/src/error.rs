@@ -8,6 +8,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong while writing, reading, verifying or exporting a store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Shards that cannot be merged into one store; the message names the shard.
+    #[error("merge: {0}")]
+    Merge(String),
     /// An operating-system error on a named file.
     #[error("{path}: {source}")]
     Io {

@@ -17,6 +17,7 @@ mod error;
 mod export;
 mod fsio;
 mod manifest;
+mod merge;
 mod npy;
 pub mod pool;
 mod reader;
@@ -31,12 +32,13 @@ pub use manifest::{
     shard_file_name, Manifest, ShardEntry, TensorEntry, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE,
     OFFSETS_TENSOR, RECORDS_FILE,
 };
+pub use merge::{merge, MergeReport, PROMPT_INDEX};
 pub use npy::{npy_header, NpyWriter};
 pub use pool::{pool, pool_into, MeanRows};
 pub use reader::{Chunk, Matrix, ShardReader, Store, StoreInfo};
 pub use records::{read_records, RecordMeta, RecordRow, FIXED_COLUMNS};
 pub use spec::{
-    model_hash, ModelIdentity, Positions, SiteLayerKey, SiteSpec, StoreDtype, StoreSpec,
+    model_hash, ModelIdentity, Positions, SiteLayerKey, SiteSpec, Split, StoreDtype, StoreSpec,
     DEFAULT_MAX_SHARD_BYTES, DEFAULT_SHARD_RECORDS,
 };
 pub use verify::{verify, Problem, VerifyReport};

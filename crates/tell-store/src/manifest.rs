@@ -95,6 +95,9 @@ pub struct Manifest {
     pub complete: bool,
     /// Arguments the store was created with.
     pub args: serde_json::Value,
+    /// The part of a split prompt list this store holds (`--shard i/n`); `None` for a whole one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<crate::spec::Split>,
 }
 
 impl Manifest {
@@ -127,6 +130,7 @@ impl Manifest {
             shards: Vec::new(),
             complete: false,
             args: spec.args.clone(),
+            split: spec.split,
         }
     }
 
@@ -172,6 +176,7 @@ impl Manifest {
             max_shard_bytes: self.max_shard_bytes,
             tool_version: String::new(),
             args: serde_json::Value::Null,
+            split: None,
         })
         .tensors;
         if expect != self.tensors {

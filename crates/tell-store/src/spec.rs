@@ -304,6 +304,73 @@ pub struct StoreSpec {
     pub tool_version: String,
     /// Creation arguments (free-form, e.g. the CLI argv), kept for provenance.
     pub args: serde_json::Value,
+    /// Which part of a split prompt list the store holds (`--shard i/n`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
+}
+
+/// A part of a prompt list split over processes (`--shard index/count`): contiguous, in order,
+/// `first..first + len` of `total` prompts. The same prompts file gives every command the same
+/// parts, so a capture's and a generation's shard `i` hold the same prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// This part, from 0.
+    pub index: usize,
+    /// Parts in all.
+    pub count: usize,
+    /// Global index of the part's first prompt.
+    pub first: usize,
+    /// Prompts in the part.
+    pub len: usize,
+    /// Prompts in the whole list.
+    pub total: usize,
+}
+
+impl Split {
+    /// Part `index` of `count` of `total` prompts: the prompts `total * index / count ..
+    /// total * (index + 1) / count`.
+    pub fn new(index: usize, count: usize, total: usize) -> Self {
+        let at = |i: usize| total * i / count.max(1);
+        Self {
+            index,
+            count,
+            first: at(index),
+            len: at(index + 1) - at(index),
+            total,
+        }
+    }
+
+    /// Parses `i/n` (0 <= i < n).
+    pub fn parse(text: &str) -> std::result::Result<(usize, usize), String> {
+        let bad =
+            || format!("--shard {text:?}: expected INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let i: usize = i.trim().parse().map_err(|_| bad())?;
+        let n: usize = n.trim().parse().map_err(|_| bad())?;
+        if n == 0 || i >= n {
+            return Err(bad());
+        }
+        Ok((i, n))
+    }
+
+    /// The global prompt indices of the part.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.first..self.first + self.len
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "shard {}/{} (prompts {}..{} of {})",
+            self.index,
+            self.count,
+            self.first,
+            self.first + self.len,
+            self.total
+        )
+    }
 }
 
 impl StoreSpec {
@@ -325,6 +392,7 @@ impl StoreSpec {
             max_shard_bytes: DEFAULT_MAX_SHARD_BYTES,
             tool_version: concat!("tell-store ", env!("CARGO_PKG_VERSION")).to_string(),
             args: serde_json::Value::Null,
+            split: None,
         }
     }
 

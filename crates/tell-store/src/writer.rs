@@ -531,6 +531,11 @@ fn check_same(dir: &Path, m: &Manifest, spec: &StoreSpec) -> Result<()> {
             spec.dtype.to_string(),
         ));
     }
+    if m.split != spec.split {
+        let show =
+            |s: Option<crate::spec::Split>| s.map_or("the whole list".into(), |s| s.to_string());
+        return Err(mismatch("shard", show(m.split), show(spec.split)));
+    }
     Ok(())
 }
 
