@@ -39,7 +39,7 @@ pub struct Args {
     monitor: Vec<PathBuf>,
     /// Responses the monitor's 1% false-positive threshold is set on: COLUMN=VALUE of scores.csv
     /// (kind, condition, tier, query_id, id, class).
-    #[arg(long, default_value = "kind=benign")]
+    #[arg(long, visible_alias = "control-where", default_value = "kind=benign")]
     monitor_control: String,
     /// Run only part INDEX of COUNT of the prompts (generation and capture); the tables come
     /// from a run with --merge over the parts.

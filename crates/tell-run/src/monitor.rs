@@ -216,15 +216,7 @@ fn shuffled_auroc(s: &[f64], y: &[bool]) -> f64 {
     let mut total = 0.0;
     for seed in 0..SHUFFLES {
         let mut labels = y.to_vec();
-        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed;
-        for i in (1..labels.len()).rev() {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            labels.swap(i, (z % (i as u64 + 1)) as usize);
-        }
+        tell_probe::rng::Rng::new(seed).shuffle(&mut labels);
         total += auroc(s, &labels);
     }
     total / SHUFFLES as f64
