@@ -56,6 +56,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so a closed stdout (`tell ... | head`) surfaced as a write error or a
+    // panic in println!; with the default action the process ends quietly, as `cat` would.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; it only resets one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),

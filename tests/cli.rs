@@ -98,3 +98,35 @@ fn forward_prints_the_top_tokens() {
         .collect();
     assert_eq!(tokens, [26, 69, 70]);
 }
+
+/// A reader that stops early (`tell ... | head`) ends tell quietly, by SIGPIPE as for `cat`:
+/// no panic, no "Broken pipe" error.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_tell_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let text = "word ".repeat(20_000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tell"))
+        .args(["tokenize", "checkpoints/organism", "--text", &text])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tell");
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // stdout is closed here: the rest of the table has nowhere to go.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
+}
