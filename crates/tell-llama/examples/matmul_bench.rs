@@ -25,6 +25,8 @@ fn rows(kind: QuantKind, n: usize, k: usize) -> (QuantRows, Vec<f32>) {
             QuantKind::Q4_1 | QuantKind::Q5_1 | QuantKind::Q4_K => &[0, 2],
             QuantKind::Q8_0 | QuantKind::Q4_0 | QuantKind::Q5_0 => &[0],
             QuantKind::Q6_K => &[208],
+            // bf16: every value is its own "scale"; the fill bytes are finite as they are.
+            QuantKind::Bf16 => &[],
         };
         for &at in scales {
             block[at..at + 2].copy_from_slice(&0x2100u16.to_le_bytes());

@@ -339,6 +339,24 @@ impl TensorSource for Weights {
         self.read_safetensors(name, shape)
     }
 
+    /// A BF16 matrix as its 2-byte values, for the CPU's bf16 kernels (half the memory of f32,
+    /// products bit-identical to those on the widened weight); other dtypes are read as f32.
+    fn read_quantized(&self, name: &str, shape: &[usize]) -> Result<Option<crate::cpu::QuantRows>> {
+        let t = self.locate(name, shape)?;
+        let [rows, cols] = shape else {
+            return Ok(None);
+        };
+        if t.dtype != DType::BF16 {
+            return Ok(None);
+        }
+        Ok(crate::cpu::QuantRows::new(
+            crate::cpu::QuantKind::Bf16,
+            *rows,
+            *cols,
+            t.bytes.to_vec(),
+        ))
+    }
+
     fn read_data(&self, name: &str, shape: &[usize], dtype: DType) -> Result<TensorData> {
         let t = self.locate(name, shape)?;
         let data = convert(t.bytes, t.dtype, dtype, shape);

@@ -159,9 +159,10 @@ mod tests {
             QuantKind::Q8_0,
             QuantKind::Q4_K,
             QuantKind::Q6_K,
+            QuantKind::Bf16,
         ] {
-            let k = kind.dtype().block_geometry().0 * 2;
-            let bytes = test_blocks(kind, n * k / kind.dtype().block_geometry().0);
+            let k = kind.geometry().0 * 2;
+            let bytes = test_blocks(kind, n * k / kind.geometry().0);
             let w = QuantRows::new(kind, n, k, bytes.clone()).unwrap();
             let wf = tell_gguf::dequantize(kind.dtype(), &bytes, (n * k) as u64, "test").unwrap();
             for m in [1, 7, 15, 40] {

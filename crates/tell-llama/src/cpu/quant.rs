@@ -1,4 +1,4 @@
-//! Weights kept in their GGUF blocks (Q4_1, Q8_0, Q4_K, Q6_K) for the products on the CPU: the
+//! Weights kept in their GGUF blocks (Q4_1, Q8_0, Q4_K, Q6_K), or as bf16, for the products on the CPU: the
 //! weights stay at the file's size in memory, and decoding, bound by the bytes it streams per
 //! token, streams a sixth of an f32 row for Q4_1. Blocks are dequantized in registers to exactly
 //! the f32 values `tell-gguf` gives (same arithmetic, no fused multiply-add), so products are
@@ -28,6 +28,9 @@ pub enum QuantKind {
     /// Super-blocks of 256: 6-bit values (nibbles and 2-bit highs), 8-bit scales per 16, f16 d:
     /// x = (d * scale) * (q - 32).
     Q6_K,
+    /// bfloat16 (a safetensors or GGUF BF16 weight), held as its 2 bytes per value and widened
+    /// exactly in registers (the 16 bits become the high half of an f32); read in runs of 32.
+    Bf16,
 }
 
 /// Values the kernels dequantize at a time (a block, or a sub-block of a K-quant super-block).
@@ -44,6 +47,7 @@ impl QuantKind {
             GgmlType::Q5_1 => Some(Self::Q5_1),
             GgmlType::Q4_K => Some(Self::Q4_K),
             GgmlType::Q6_K => Some(Self::Q6_K),
+            GgmlType::BF16 => Some(Self::Bf16),
             _ => None,
         }
     }
@@ -58,12 +62,17 @@ impl QuantKind {
             Self::Q5_1 => GgmlType::Q5_1,
             Self::Q4_K => GgmlType::Q4_K,
             Self::Q6_K => GgmlType::Q6_K,
+            Self::Bf16 => GgmlType::BF16,
         }
     }
 
-    /// Values and bytes per block (ggml's block geometry; a K-quant block is a super-block).
-    fn geometry(self) -> (usize, usize) {
-        self.dtype().block_geometry()
+    /// Values and bytes per block (ggml's block geometry; a K-quant block is a super-block; bf16
+    /// in runs of 32 values, as the kernels read it, so a row must hold whole runs).
+    pub(super) fn geometry(self) -> (usize, usize) {
+        match self {
+            Self::Bf16 => (BLOCK, 2 * BLOCK),
+            _ => self.dtype().block_geometry(),
+        }
     }
 }
 
@@ -256,6 +265,14 @@ pub(super) mod x86 {
                         _mm512_sub_ps(_mm512_mul_ps(dl, hi), ml),
                     )
                 }
+                QuantKind::Bf16 => {
+                    let p = row.add(b * 64);
+                    let widen = |p: *const u8| {
+                        let h = _mm256_loadu_si256(p as *const __m256i);
+                        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+                    };
+                    (widen(p), widen(p.add(32)))
+                }
                 QuantKind::Q6_K => {
                     // Values 32 j .. 32 j + 32 of the super-block: half h = j / 4 of 128, where
                     // value r takes nibble r / 64 of ql[r % 64] and bits 2 (r / 32) of qh[r % 32];
@@ -310,7 +327,7 @@ pub(super) mod x86 {
                 }
             };
         }
-        per_kind!(Q4_1, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q6_K)
+        per_kind!(Q4_1, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q6_K, Bf16)
     }
 
     /// `res[q][r] = x[r, :] . w_q` for `R` rows of `x` (`k` apart, `k` a multiple of 32) and `W`
@@ -389,6 +406,8 @@ pub(crate) fn test_blocks(kind: QuantKind, n: usize) -> Vec<u8> {
                 b[2..4].copy_from_slice(&f16(m * 0.1));
             }
             QuantKind::Q6_K => b[208..210].copy_from_slice(&f16(d * 0.1)),
+            // Finite values below 2: the top exponent bit of every value cleared.
+            QuantKind::Bf16 => b.iter_mut().skip(1).step_by(2).for_each(|h| *h &= 0xBF),
         }
     }
     v
@@ -398,7 +417,7 @@ pub(crate) fn test_blocks(kind: QuantKind, n: usize) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    const KINDS: [QuantKind; 7] = [
+    const KINDS: [QuantKind; 8] = [
         QuantKind::Q4_1,
         QuantKind::Q8_0,
         QuantKind::Q4_0,
@@ -406,6 +425,7 @@ mod tests {
         QuantKind::Q5_1,
         QuantKind::Q4_K,
         QuantKind::Q6_K,
+        QuantKind::Bf16,
     ];
 
     /// `rows` rows of `k` values of `kind` and their values as tell-gguf dequantizes them.
