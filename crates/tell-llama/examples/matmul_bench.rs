@@ -26,7 +26,7 @@ fn rows(kind: QuantKind, n: usize, k: usize) -> (QuantRows, Vec<f32>) {
             QuantKind::Q8_0 | QuantKind::Q4_0 | QuantKind::Q5_0 => &[0],
             QuantKind::Q6_K => &[208],
             // bf16: every value is its own "scale"; the fill bytes are finite as they are.
-            QuantKind::Bf16 => &[],
+            QuantKind::Bf16 | QuantKind::F32 => &[],
         };
         for &at in scales {
             block[at..at + 2].copy_from_slice(&0x2100u16.to_le_bytes());

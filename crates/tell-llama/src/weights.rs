@@ -346,15 +346,24 @@ impl TensorSource for Weights {
         let [rows, cols] = shape else {
             return Ok(None);
         };
-        if t.dtype != DType::BF16 {
-            return Ok(None);
-        }
-        Ok(crate::cpu::QuantRows::new(
-            crate::cpu::QuantKind::Bf16,
-            *rows,
-            *cols,
-            t.bytes.to_vec(),
-        ))
+        let kind = match t.dtype {
+            DType::BF16 => crate::cpu::QuantKind::Bf16,
+            DType::F32 => crate::cpu::QuantKind::F32,
+            _ => return Ok(None),
+        };
+        let rows = crate::cpu::QuantRows::new(kind, *rows, *cols, t.bytes.to_vec());
+        // As in read_data: the values are copied, the mapped pages can go.
+        #[cfg(unix)]
+        // SAFETY: the map is read-only and private; dropping its clean pages only makes the next
+        // access read the file again.
+        let _ = unsafe {
+            t.shard.mmap.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                t.offset,
+                t.bytes.len(),
+            )
+        };
+        Ok(rows)
     }
 
     fn read_data(&self, name: &str, shape: &[usize], dtype: DType) -> Result<TensorData> {

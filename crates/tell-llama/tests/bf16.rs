@@ -1,5 +1,5 @@
 //! A bf16 safetensors checkpoint keeps its linear weights as bf16 on the CPU (2 bytes a value,
-//! widened in registers), and its logits stay within the parity tolerance of transformers'
+//! widened in registers; an f32 one as f32, for the same kernels), and its logits stay within the parity tolerance of transformers'
 //! (the parity tests compare every site; here the weights' form is checked).
 
 use std::path::Path;
@@ -31,13 +31,14 @@ fn bf16_linear_weights_are_held_as_bf16() {
         .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
         .collect();
     assert_eq!(widened, f32s);
-    // An f32 checkpoint's weights are read as f32.
+    // An f32 checkpoint's weights are held as f32, for the same kernels.
     let f32_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/parity/models/gqa");
     let ck = Checkpoint::open(&f32_dir).unwrap();
     let (d, ff) = (ck.config.hidden_size, ck.config.intermediate_size);
-    assert!(ck
+    let q = ck
         .source()
         .read_quantized("model.layers.0.mlp.up_proj.weight", &[ff, d])
         .unwrap()
-        .is_none());
+        .expect("an f32 matrix");
+    assert_eq!((q.kind(), q.bytes().len()), (QuantKind::F32, 4 * ff * d));
 }

@@ -141,7 +141,13 @@ fn one_pass_captures_equal_tell_capture_of_the_same_prompts() {
         .unwrap();
         let err = store_difference(&run.join("acts"), &reference);
         eprintln!("{positions} [{sites}]: one pass vs tell capture, worst rel err {err:e}");
-        assert!(err <= 1e-6, "{positions}: rel err {err}");
+        // Prompt positions come from the same prefill as capture's: bit-identical. Response
+        // positions come from decoding steps, whose attention sums over the cache in another
+        // order than a full forward does: about 1e-6 of the largest value (attn_out, the
+        // smallest site, is the worst).
+        let response = matches!(pos, Positions::ResponseMean | Positions::ResponseFirst);
+        let tolerance = if response { 2e-6 } else { 0.0 };
+        assert!(err <= tolerance, "{positions}: rel err {err}");
     }
 }
 

@@ -160,6 +160,7 @@ mod tests {
             QuantKind::Q4_K,
             QuantKind::Q6_K,
             QuantKind::Bf16,
+            QuantKind::F32,
         ] {
             let k = kind.geometry().0 * 2;
             let bytes = test_blocks(kind, n * k / kind.geometry().0);

@@ -31,6 +31,9 @@ pub enum QuantKind {
     /// bfloat16 (a safetensors or GGUF BF16 weight), held as its 2 bytes per value and widened
     /// exactly in registers (the 16 bits become the high half of an f32); read in runs of 32.
     Bf16,
+    /// f32 (a safetensors F32 weight), read in runs of 32 by the same kernels: on this CPU's
+    /// AVX-512 they beat the AVX2 `gemm` of prefill (scripts/bench-bf16.sh).
+    F32,
 }
 
 /// Values the kernels dequantize at a time (a block, or a sub-block of a K-quant super-block).
@@ -48,6 +51,7 @@ impl QuantKind {
             GgmlType::Q4_K => Some(Self::Q4_K),
             GgmlType::Q6_K => Some(Self::Q6_K),
             GgmlType::BF16 => Some(Self::Bf16),
+            GgmlType::F32 => Some(Self::F32),
             _ => None,
         }
     }
@@ -63,6 +67,7 @@ impl QuantKind {
             Self::Q4_K => GgmlType::Q4_K,
             Self::Q6_K => GgmlType::Q6_K,
             Self::Bf16 => GgmlType::BF16,
+            Self::F32 => GgmlType::F32,
         }
     }
 
@@ -71,6 +76,7 @@ impl QuantKind {
     pub(super) fn geometry(self) -> (usize, usize) {
         match self {
             Self::Bf16 => (BLOCK, 2 * BLOCK),
+            Self::F32 => (BLOCK, 4 * BLOCK),
             _ => self.dtype().block_geometry(),
         }
     }
@@ -273,6 +279,10 @@ pub(super) mod x86 {
                     };
                     (widen(p), widen(p.add(32)))
                 }
+                QuantKind::F32 => {
+                    let p = row.add(b * 128) as *const f32;
+                    (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
+                }
                 QuantKind::Q6_K => {
                     // Values 32 j .. 32 j + 32 of the super-block: half h = j / 4 of 128, where
                     // value r takes nibble r / 64 of ql[r % 64] and bits 2 (r / 32) of qh[r % 32];
@@ -327,7 +337,7 @@ pub(super) mod x86 {
                 }
             };
         }
-        per_kind!(Q4_1, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q6_K, Bf16)
+        per_kind!(Q4_1, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q6_K, Bf16, F32)
     }
 
     /// `res[q][r] = x[r, :] . w_q` for `R` rows of `x` (`k` apart, `k` a multiple of 32) and `W`
@@ -408,6 +418,7 @@ pub(crate) fn test_blocks(kind: QuantKind, n: usize) -> Vec<u8> {
             QuantKind::Q6_K => b[208..210].copy_from_slice(&f16(d * 0.1)),
             // Finite values below 2: the top exponent bit of every value cleared.
             QuantKind::Bf16 => b.iter_mut().skip(1).step_by(2).for_each(|h| *h &= 0xBF),
+            QuantKind::F32 => b.iter_mut().skip(3).step_by(4).for_each(|h| *h &= 0xBF),
         }
     }
     v
@@ -417,7 +428,7 @@ pub(crate) fn test_blocks(kind: QuantKind, n: usize) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    const KINDS: [QuantKind; 8] = [
+    const KINDS: [QuantKind; 9] = [
         QuantKind::Q4_1,
         QuantKind::Q8_0,
         QuantKind::Q4_0,
@@ -426,6 +437,7 @@ mod tests {
         QuantKind::Q4_K,
         QuantKind::Q6_K,
         QuantKind::Bf16,
+        QuantKind::F32,
     ];
 
     /// `rows` rows of `k` values of `kind` and their values as tell-gguf dequantizes them.
