@@ -32,8 +32,11 @@ def hf(a):
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(a.threads)
-    d, name = os.path.split(os.path.abspath(a.gguf))
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32).eval()
+    if os.path.isdir(a.gguf):  # a safetensors checkpoint directory
+        model = AutoModelForCausalLM.from_pretrained(a.gguf, dtype=torch.float32).eval()
+    else:
+        d, name = os.path.split(os.path.abspath(a.gguf))
+        model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32).eval()
     prompts = [json.loads(l)["tokens"] for l in open(a.prompts)]
     layers = model.config.num_hidden_layers
     out = np.zeros((layers, len(prompts), model.config.hidden_size), dtype=np.float32)
