@@ -13,9 +13,19 @@ use super::small_matmul_q;
 /// threads: 16 vs 22 ms at 8 rows, 38 vs 33 ms at 16).
 const SMALL_ROWS: usize = 8;
 
-/// Weight rows dequantized per panel: 32 rows of `k = 1536` are 192 KiB, well inside L2, and a
-/// panel's work (every row of `x` against 32 weight rows) dwarfs its dequantization.
+/// Weight rows dequantized per panel, at least: 32 rows of `k = 1536` are 192 KiB, well inside
+/// L2, and a panel's work (every row of `x` against 32 weight rows) dwarfs its dequantization.
 const PANEL: usize = 32;
+
+/// Bytes of dequantized weight a panel may take: narrower weights get more rows per panel, so
+/// that a long prompt's rows of `x` (streamed once per panel, from L3 or memory when there are
+/// thousands) are streamed fewer times; 256 KiB stays inside L2 beside the rows of `x` in use.
+const PANEL_BYTES: usize = 256 << 10;
+
+/// Weight rows per panel for rows of `k` values: a multiple of [`PANEL`].
+fn panel_rows(k: usize) -> usize {
+    (PANEL_BYTES / (4 * k.max(1)) / PANEL).max(1) * PANEL
+}
 
 /// `x @ w^T` for `x` `[m, k]` and the quantized `w` (`[n, k]`); returns `[m, n]` row-major. Each
 /// dot product is summed as [`small_matmul_q`] sums it (16 lanes in order of `k`, then the lanes),
@@ -37,13 +47,14 @@ pub fn matmul_q(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
         // Tasks own panels of output columns; their writes (column `j` of every row) never meet.
         let out_at = SharedOut(out.as_mut_ptr());
         w.bytes()
-            .par_chunks(PANEL * rb)
+            .par_chunks(panel_rows(k) * rb)
             .enumerate()
             .for_each(|(p, panel)| {
                 let out = &out_at;
+                let col = p * panel_rows(k);
                 // SAFETY: AVX-512F/VL and F16C were detected; this task writes only columns
-                // `p * PANEL ..` of `out`, which is `[m, n]` and outlives the loop.
-                unsafe { x86::panel(x, m, k, (kind, panel, rb), (out.0, n, p * PANEL)) };
+                // `col ..` of `out`, which is `[m, n]` and outlives the loop.
+                unsafe { x86::panel(x, m, k, (kind, panel, rb), (out.0, n, col)) };
             });
         return Some(out);
     }
