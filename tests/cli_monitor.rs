@@ -4,43 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
-use tell_probe::{Family, Probe, ProbeArtifact, ProbeMeta, Standardizer};
-
-/// A probe at `blocks.{layer}.hook_resid_post` of width `d` with fixed pseudo-random weights.
-fn write_probe(dir: &Path, d: usize, layer: usize) {
-    let wave = |i: usize, a: f32| (i as f32 * a).sin() * 0.5;
-    let probe = Probe {
-        family: Family::Logreg,
-        standardizer: Standardizer {
-            mean: (0..d).map(|i| wave(i, 0.37)).collect(),
-            std: (0..d).map(|i| 1.0 + wave(i, 0.11).abs()).collect(),
-        },
-        direction: (0..d).map(|i| wave(i, 1.3)).collect(),
-        bias: 0.25,
-        l2: Some(1.0),
-        shrinkage: None,
-    };
-    let meta = ProbeMeta {
-        site: "hook_resid_post".into(),
-        layer,
-        position: "mean".into(),
-        family: Family::Logreg,
-        threshold: 0.0,
-        fpr: 0.01,
-        threshold_source: "none".into(),
-        label_definition: "test".into(),
-        training_data_hash: String::new(),
-        n_features: d,
-        l2: Some(1.0),
-        shrinkage: None,
-        metrics: serde_json::Value::Null,
-        tool_version: "test".into(),
-    };
-    ProbeArtifact { probe, meta }.save(dir).unwrap();
-}
 
 fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -151,31 +117,10 @@ fn monitor_equals_apply(model: &str, prompts: &Path, d: usize, layer: usize, new
     worst
 }
 
-fn organism_prompts(dir: &Path, n: usize) -> PathBuf {
-    let all = dir.join("all.jsonl");
-    ok(&tell(&[
-        "suite",
-        "render",
-        "probes/organism/suite.toml",
-        "--out",
-        all.to_str().unwrap(),
-    ]));
-    let text: String = std::fs::read_to_string(&all)
-        .unwrap()
-        .lines()
-        .step_by(37)
-        .take(n)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let path = dir.join("p.jsonl");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 #[test]
 fn monitor_scores_equal_probe_apply_on_a_capture_of_the_same_tokens_organism() {
     let tmp = tempfile::tempdir().unwrap();
-    let prompts = organism_prompts(tmp.path(), 7);
+    let prompts = organism_prompts(tmp.path(), 7, 37);
     let ck = tell_llama::Checkpoint::open(&repo().join("checkpoints/organism")).unwrap();
     let worst = monitor_equals_apply(
         "checkpoints/organism",
@@ -221,7 +166,7 @@ fn monitor_scores_equal_probe_apply_on_a_capture_of_the_same_tokens_smollm2() {
 #[test]
 fn probes_that_do_not_fit_the_model_are_refused_before_generating() {
     let tmp = tempfile::tempdir().unwrap();
-    let prompts = organism_prompts(tmp.path(), 2);
+    let prompts = organism_prompts(tmp.path(), 2, 37);
     let ck = tell_llama::Checkpoint::open(&repo().join("checkpoints/organism")).unwrap();
     let d = ck.config.hidden_size;
     let layers = ck.config.num_layers;

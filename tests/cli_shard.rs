@@ -12,27 +12,6 @@ use common::*;
 
 const ORG: &str = "checkpoints/organism";
 
-fn organism_prompts(dir: &Path, n: usize) -> PathBuf {
-    let all = dir.join("all.jsonl");
-    ok(&tell(&[
-        "suite",
-        "render",
-        "probes/organism/suite.toml",
-        "--out",
-        all.to_str().unwrap(),
-    ]));
-    let text: String = std::fs::read_to_string(&all)
-        .unwrap()
-        .lines()
-        .step_by(11)
-        .take(n)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let path = dir.join("p.jsonl");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 fn capture(prompts: &Path, out: &Path, batch: &str, extra: &[&str]) {
     let mut args = vec![
         "capture",
@@ -85,7 +64,7 @@ fn dir_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 #[test]
 fn merged_shards_equal_one_capture_and_bad_sets_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let prompts = organism_prompts(tmp.path(), 20);
+    let prompts = organism_prompts(tmp.path(), 20, 11);
     for batch in ["1", "4"] {
         let single = tmp.path().join(format!("single-{batch}"));
         capture(&prompts, &single, batch, &[]);
@@ -197,7 +176,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn shards_of_a_generation_concatenate_to_the_single_generation() {
     let tmp = tempfile::tempdir().unwrap();
-    let prompts = organism_prompts(tmp.path(), 10);
+    let prompts = organism_prompts(tmp.path(), 10, 11);
     for temperature in ["0", "0.9"] {
         let gen = |out: &Path, extra: &[&str]| {
             let mut args = vec![

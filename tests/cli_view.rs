@@ -9,38 +9,6 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use tell_probe::{Family, Probe, ProbeArtifact, ProbeMeta, Standardizer};
-
-fn write_probe(dir: &Path, d: usize) {
-    let probe = Probe {
-        family: Family::Logreg,
-        standardizer: Standardizer {
-            mean: vec![0.0; d],
-            std: vec![1.0; d],
-        },
-        direction: (0..d).map(|i| (i as f32 * 0.7).sin()).collect(),
-        bias: 0.0,
-        l2: None,
-        shrinkage: None,
-    };
-    let meta = ProbeMeta {
-        site: "hook_resid_post".into(),
-        layer: 1,
-        position: "mean".into(),
-        family: Family::Logreg,
-        threshold: 0.0,
-        fpr: 0.01,
-        threshold_source: "none".into(),
-        label_definition: "test".into(),
-        training_data_hash: String::new(),
-        n_features: d,
-        l2: None,
-        shrinkage: None,
-        metrics: serde_json::Value::Null,
-        tool_version: "test".into(),
-    };
-    ProbeArtifact { probe, meta }.save(dir).unwrap();
-}
 
 fn has_chromium() -> bool {
     Command::new("chromium")
@@ -72,7 +40,7 @@ fn the_page_of_a_monitored_run_opens_in_chromium_with_every_token_coloured() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = tell_llama::Checkpoint::open(&repo().join("checkpoints/organism")).unwrap();
     let probe = tmp.path().join("probe");
-    write_probe(&probe, ck.config.hidden_size);
+    write_probe(&probe, ck.config.hidden_size, 1);
     let run = tmp.path().join("run");
     let plain = tmp.path().join("plain");
     for (out, monitor) in [(&run, true), (&plain, false)] {

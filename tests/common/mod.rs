@@ -108,3 +108,59 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-30);
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
+
+/// `n` of the organism suite's rendered prompts, every `step`-th line, written to `dir/p.jsonl`.
+pub fn organism_prompts(dir: &Path, n: usize, step: usize) -> PathBuf {
+    let all = dir.join("all.jsonl");
+    ok(&tell(&[
+        "suite",
+        "render",
+        "probes/organism/suite.toml",
+        "--out",
+        all.to_str().unwrap(),
+    ]));
+    let text: String = std::fs::read_to_string(&all)
+        .unwrap()
+        .lines()
+        .step_by(step)
+        .take(n)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = dir.join("p.jsonl");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A probe at `blocks.{layer}.hook_resid_post` of width `d` with fixed pseudo-random weights.
+pub fn write_probe(dir: &Path, d: usize, layer: usize) {
+    use tell_probe::{Family, Probe, ProbeArtifact, ProbeMeta, Standardizer};
+    let wave = |i: usize, a: f32| (i as f32 * a).sin() * 0.5;
+    let probe = Probe {
+        family: Family::Logreg,
+        standardizer: Standardizer {
+            mean: (0..d).map(|i| wave(i, 0.37)).collect(),
+            std: (0..d).map(|i| 1.0 + wave(i, 0.11).abs()).collect(),
+        },
+        direction: (0..d).map(|i| wave(i, 1.3)).collect(),
+        bias: 0.25,
+        l2: Some(1.0),
+        shrinkage: None,
+    };
+    let meta = ProbeMeta {
+        site: "hook_resid_post".into(),
+        layer,
+        position: "mean".into(),
+        family: Family::Logreg,
+        threshold: 0.0,
+        fpr: 0.01,
+        threshold_source: "none".into(),
+        label_definition: "test".into(),
+        training_data_hash: String::new(),
+        n_features: d,
+        l2: Some(1.0),
+        shrinkage: None,
+        metrics: serde_json::Value::Null,
+        tool_version: "test".into(),
+    };
+    ProbeArtifact { probe, meta }.save(dir).unwrap();
+}
