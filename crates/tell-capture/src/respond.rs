@@ -334,10 +334,12 @@ fn respond<B: Backend>(
     let (mut prompt_sites, mut response_sites, mut last_only) = (Vec::new(), Vec::new(), true);
     if let Some(c) = &collector {
         let c = c.borrow();
-        prompt_sites = c.model_sites.clone();
         last_only = c.last_only();
+        // Response positions need nothing of the prefill: its sites would be read for nothing.
         if c.reads_responses() {
             response_sites = c.model_sites.clone();
+        } else {
+            prompt_sites = c.model_sites.clone();
         }
     }
     if let Some((m, _)) = opts.monitor.as_ref().filter(|_| scorer.is_some()) {

@@ -203,27 +203,20 @@ impl Intervention {
 
     /// The block sites some edit touches.
     pub fn sites(&self) -> Vec<Site> {
-        let mut out: Vec<Site> = self
-            .edits
-            .iter()
-            .flat_map(|e| {
-                e.layers.iter().map(|&layer| Site::Block {
-                    layer,
-                    hook: e.hook,
-                })
-            })
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+        self.sites_of(|_| true)
     }
 
     /// The block sites `patch` edits touch (the sites a patch source must provide).
     pub fn patch_sites(&self) -> Vec<Site> {
+        self.sites_of(|e| e.op == Op::Patch)
+    }
+
+    /// The block sites of the edits `keep` selects, sorted, each once.
+    fn sites_of(&self, keep: impl Fn(&Edit) -> bool) -> Vec<Site> {
         let mut out: Vec<Site> = self
             .edits
             .iter()
-            .filter(|e| e.op == Op::Patch)
+            .filter(|e| keep(e))
             .flat_map(|e| {
                 e.layers.iter().map(|&layer| Site::Block {
                     layer,

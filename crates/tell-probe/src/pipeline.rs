@@ -1,7 +1,7 @@
 //! The work behind `tell probe train | compare | apply`: store + labels in, sweep, metrics, plots,
 //! probe files and transfer matrix out. The binary only parses arguments and calls these.
 
-use crate::artifact::{ProbeArtifact, Provenance};
+use crate::artifact::{ProbeArtifact, ProbeMeta, Provenance};
 use crate::cv::{train, Control, CvOptions};
 use crate::data::{group_ids, Matrix};
 use crate::error::{ProbeError, Result};
@@ -444,44 +444,25 @@ pub const TOKEN_SCORES_HEADER: &str = "record,id,position,response,score,predict
 /// or width does not match the probe.
 pub fn apply_to_store(probe_dir: &Path, acts: &Path, out: &Path) -> Result<ApplyOutcome> {
     let art = ProbeArtifact::load(probe_dir)?;
-    if tell_store::Store::open(acts)?.manifest().positions == tell_store::Positions::All {
-        return apply_to_tokens(art, probe_dir, acts, out);
+    let store = tell_store::Store::open(acts)?;
+    if store.manifest().positions == tell_store::Positions::All {
+        return apply_to_tokens(art, &store, probe_dir, acts, out);
     }
     let store = open_pooled(acts)?;
     let meta = &art.meta;
-    let mismatch = |reason: String| ProbeError::StoreMismatch {
-        store: acts.display().to_string(),
-        reason: format!(
-            "{reason}; the probe {} does not fit it",
-            probe_dir.display()
-        ),
-    };
     let pos = store.manifest().positions.as_str();
     if pos != meta.position {
-        return Err(mismatch(format!(
-            "it holds position {pos}, the probe reads {}",
-            meta.position
-        )));
+        return Err(misfit(
+            acts,
+            probe_dir,
+            format!("it holds position {pos}, the probe reads {}", meta.position),
+        ));
     }
-    let key = SiteLayerKey::new(&meta.site, meta.layer as u32);
-    let width = store.width(&key).map_err(|_| {
-        let have: Vec<String> = store.keys().iter().map(|k| k.tensor_name()).collect();
-        mismatch(format!("it has no {key} (it has: {})", have.join(", ")))
-    })?;
-    if width != meta.n_features {
-        return Err(mismatch(format!(
-            "{key} has width {width}, the probe reads {} features",
-            meta.n_features
-        )));
-    }
+    let key = probe_key(&store, meta, probe_dir, acts)?;
     let records = store.records()?;
     let m = load_finite(&store, &key, &records)?;
     let scores = art.probe.apply(&Matrix::new(&m.data, m.rows, m.cols)?)?;
-    let threshold = if meta.threshold.is_finite() {
-        meta.threshold
-    } else {
-        0.0
-    };
+    let threshold = threshold_of(meta);
     let mut text = format!("{SCORES_HEADER}\n");
     let mut n_flagged = 0;
     for (r, &s) in records.iter().zip(&scores) {
@@ -511,44 +492,26 @@ pub fn apply_to_store(probe_dir: &Path, acts: &Path, out: &Path) -> Result<Apply
 /// on.
 fn apply_to_tokens(
     art: ProbeArtifact,
+    store: &tell_store::Store,
     probe_dir: &Path,
     acts: &Path,
     out: &Path,
 ) -> Result<ApplyOutcome> {
-    let store = tell_store::Store::open(acts)?;
     let meta = &art.meta;
-    let mismatch = |reason: String| ProbeError::StoreMismatch {
-        store: acts.display().to_string(),
-        reason: format!(
-            "{reason}; the probe {} does not fit it",
-            probe_dir.display()
-        ),
-    };
-    let key = SiteLayerKey::new(&meta.site, meta.layer as u32);
-    let width = store.width(&key).map_err(|_| {
-        let have: Vec<String> = store.keys().iter().map(|k| k.tensor_name()).collect();
-        mismatch(format!("it has no {key} (it has: {})", have.join(", ")))
-    })?;
-    if width != meta.n_features {
-        return Err(mismatch(format!(
-            "{key} has width {width}, the probe reads {} features",
-            meta.n_features
-        )));
-    }
-    let threshold = if meta.threshold.is_finite() {
-        meta.threshold
-    } else {
-        0.0
-    };
+    let key = probe_key(store, meta, probe_dir, acts)?;
+    let threshold = threshold_of(meta);
     let mut text = format!("{TOKEN_SCORES_HEADER}\n");
     let (mut n_records, mut n_flagged) = (0, 0);
     for r in store.records()? {
         let m = store.record(r.index, &key)?;
         let x = Matrix::new(&m.data, m.rows, m.cols)?;
-        let scores = art
-            .probe
-            .apply(&x)
-            .map_err(|e| mismatch(format!("record {} (id {:?}): {e}", r.index, r.meta.id)))?;
+        let scores = art.probe.apply(&x).map_err(|e| {
+            misfit(
+                acts,
+                probe_dir,
+                format!("record {} (id {:?}): {e}", r.index, r.meta.id),
+            )
+        })?;
         let prompt = r.meta.prompt_tokens();
         for (t, &s) in scores.iter().enumerate() {
             let flag = s > threshold;
@@ -573,4 +536,53 @@ fn apply_to_tokens(
         threshold,
         probe: art,
     })
+}
+
+/// The error of a store the probe at `probe_dir` does not fit.
+fn misfit(acts: &Path, probe_dir: &Path, reason: String) -> ProbeError {
+    ProbeError::StoreMismatch {
+        store: acts.display().to_string(),
+        reason: format!(
+            "{reason}; the probe {} does not fit it",
+            probe_dir.display()
+        ),
+    }
+}
+
+/// The store matrix the probe reads, checked to exist with the probe's width.
+fn probe_key(
+    store: &tell_store::Store,
+    meta: &ProbeMeta,
+    probe_dir: &Path,
+    acts: &Path,
+) -> Result<SiteLayerKey> {
+    let key = SiteLayerKey::new(&meta.site, meta.layer as u32);
+    let width = store.width(&key).map_err(|_| {
+        let have: Vec<String> = store.keys().iter().map(|k| k.tensor_name()).collect();
+        misfit(
+            acts,
+            probe_dir,
+            format!("it has no {key} (it has: {})", have.join(", ")),
+        )
+    })?;
+    if width != meta.n_features {
+        return Err(misfit(
+            acts,
+            probe_dir,
+            format!(
+                "{key} has width {width}, the probe reads {} features",
+                meta.n_features
+            ),
+        ));
+    }
+    Ok(key)
+}
+
+/// The probe's threshold (0, its natural boundary, when it has none).
+fn threshold_of(meta: &ProbeMeta) -> f64 {
+    if meta.threshold.is_finite() {
+        meta.threshold
+    } else {
+        0.0
+    }
 }

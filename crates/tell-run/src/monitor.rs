@@ -91,7 +91,7 @@ impl Control {
             "tier" => r.tier.clone(),
             "query_id" => r.query_id.clone(),
             "id" => r.id.clone(),
-            _ => format!("{:?}", r.class).to_lowercase(),
+            _ => r.class.as_str().to_string(),
         };
         v == self.value
     }

@@ -136,7 +136,7 @@ pub fn render_run(run: &Path, opts: &ViewOptions) -> Result<View> {
             id: r.id.clone(),
             condition: s.condition.clone(),
             tier: s.tier.clone(),
-            class: format!("{:?}", s.class).to_lowercase(),
+            class: s.class.as_str().to_string(),
             label,
             prompt: prompt_of.get(r.id.as_str()).cloned().unwrap_or_default(),
             text: r.response.clone(),
