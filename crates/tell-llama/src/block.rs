@@ -194,7 +194,7 @@ impl<B: Backend> Attention<B> {
         cache: Option<&mut LayerCache<B>>,
         device: &B::Device,
     ) -> Tensor<B, 3> {
-        let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let (h, hd) = (self.num_heads, self.head_dim);
         let heads = self.heads(b, t);
         let (q, k, v) = cpu::rope_split(qkv, heads, cos, sin);
         let scale = self.scale() as f32;
@@ -203,42 +203,10 @@ impl<B: Backend> Attention<B> {
         let mut scratch = LayerCache::default();
         let slot = cache.unwrap_or(&mut scratch);
         let (kt, v, cap, len) = slot.append_host(&k, &v, heads);
-        if t <= HOST_ATTENTION_MAX_SEQ {
-            let ctx = cpu::attend(&q, kt, v, cap, len, bias, heads, scale);
-            return cpu::tensor(ctx, [b, t, h * hd], device);
-        }
-        // Many query positions (a long prompt): the score and context products go to `gemm`.
-        let groups = h / kvh;
-        // The first `width` of every `run` values: the filled positions of the keys
-        // (`[.., hd, cap]`, transposed) and of the values (`[.., cap, hd]`).
-        let prefix = |x: &[f32], run: usize, width: usize| -> Vec<f32> {
-            if run == width {
-                return x.to_vec();
-            }
-            x.chunks_exact(run)
-                .flat_map(|r| &r[..width])
-                .copied()
-                .collect()
-        };
-        let kt = cpu::tensor::<B, 4>(prefix(kt, cap, len), [b, kvh, hd, len], device);
-        let v = cpu::tensor::<B, 4>(prefix(v, cap * hd, len * hd), [b, kvh, len, hd], device);
-        let q = cpu::tensor::<B, 4>(q, [b, kvh, groups * t, hd], device);
-        let scores = q.matmul(kt);
-        let scores = cpu::update_in_place(scores, |s| {
-            cpu::scale_add_bias(s, bias, heads, len, scale);
-        })
-        .expect("host attention runs on flex");
-        activation::softmax(scores, 3)
-            .matmul(v)
-            .reshape([b, h, t, hd])
-            .swap_dims(1, 2)
-            .reshape([b, t, h * hd])
+        let ctx = cpu::attend(&q, kt, v, cap, len, bias, heads, scale);
+        cpu::tensor(ctx, [b, t, h * hd], device)
     }
 }
-
-/// Most new positions per row for which the host attention ([`cpu::attend`]) is used; longer
-/// prompts go through `gemm`.
-const HOST_ATTENTION_MAX_SEQ: usize = 64;
 
 /// Positions a layer cache grows by when it is full: a decoding step writes its keys and values
 /// into room left in the buffers instead of copying the whole cache into a new one.

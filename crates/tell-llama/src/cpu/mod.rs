@@ -10,10 +10,13 @@
 //! - [`matmul_q`]: the product on the same blocks for any number of rows: [`small_matmul_q`] for
 //!   a few, and for many (prefill) panels of weight rows dequantized once into L2: faster than
 //!   `gemm` on the f32 weight, and no f32 copy needed.
-//! - [`rms_norm`], [`rope_split`], [`attend`], [`scale_add_bias`], [`swiglu`]: the element-wise
-//!   glue of a block (RMSNorm, splitting the fused q/k/v product, RoPE, attention over the KV
-//!   cache, SwiGLU) in one pass each over contiguous memory, where burn's ops would walk strided
-//!   views element by element or pay a dispatch and an allocation per small op.
+//! - [`attend`]: attention over the KV cache for any number of new positions, in blocks of query
+//!   rows that read only the keys they may see (half the work of a causal prompt), with no
+//!   `[heads, seq, len]` scores allocated.
+//! - [`rms_norm`], [`rope_split`], [`swiglu`]: the element-wise glue of a block (RMSNorm,
+//!   splitting the fused q/k/v product, RoPE, SwiGLU) in one pass each over contiguous memory,
+//!   where burn's ops would walk strided views element by element or pay a dispatch and an
+//!   allocation per small op.
 //!
 //! Each function works on plain slices and is checked against burn's ops in the tests.
 
@@ -22,13 +25,15 @@ use std::any::{Any, TypeId};
 use burn::tensor::{backend::Backend, DType, Tensor, TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
 
+mod attention;
 mod matmul;
 mod ops;
 mod panel;
 mod quant;
 
+pub use attention::attend;
 pub use matmul::{small_matmul_q, small_matmul_t, SMALL_ROWS};
-pub use ops::{attend, rms_norm, rope_split, scale_add_bias, swiglu, Heads};
+pub use ops::{rms_norm, rope_split, swiglu, Heads};
 pub use panel::matmul_q;
 #[cfg(test)]
 pub(crate) use quant::test_blocks;

@@ -1,9 +1,9 @@
 //! The element-wise glue of a decoder block on host memory: RoPE and the split of the fused q/k/v
-//! product, attention over a KV cache, the attention bias, SwiGLU.
+//! product, RMSNorm, SwiGLU (attention is in `attention.rs`).
 //!
 //! Each computes what the generic burn ops of `block.rs` compute, in the same order of operations
 //! where that order is cheap to keep (RoPE, SwiGLU: bit for bit), and with sums in a different but
-//! fixed order where it is not (the dot products of attention: equal to rounding).
+//! fixed order where it is not (RMSNorm's mean: equal to rounding).
 
 use rayon::prelude::*;
 
@@ -81,222 +81,6 @@ fn rope_into(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Keys whose scores one pass computes: four SIMD vectors of lanes.
-const KEY_TILE_VECTORS: usize = 4;
-
-/// Attention of `q` (`[batch, heads, seq, head_dim]`) over the first `len` positions of a KV
-/// cache: keys `kt` stored transposed (`[batch, kv_heads, head_dim, cap]`), values `v`
-/// (`[batch, kv_heads, cap, head_dim]`), with the additive `bias` (`[batch, seq, len]`):
-/// `softmax(q . k * scale + bias) . v` per query head, each query head using key/value head
-/// `head / (heads / kv_heads)` as transformers' `repeat_kv` does. Returns the context
-/// `[batch, seq, heads * head_dim]`, ready for the output projection. `cap` must be a multiple of
-/// 64 (scores are computed for whole tiles of keys; those past `len` are dropped).
-///
-/// The score of key `s` is summed over the head dimension in order, with the keys in SIMD lanes
-/// (no horizontal sums); the context adds `p_s * v_s` in order of `s`, in registers. Meant for a few query
-/// positions (decoding): the work is `seq * len` products per head.
-#[allow(clippy::too_many_arguments)]
-pub fn attend(
-    q: &[f32],
-    kt: &[f32],
-    v: &[f32],
-    cap: usize,
-    len: usize,
-    bias: &[f32],
-    s: Heads,
-    scale: f32,
-) -> Vec<f32> {
-    let Heads {
-        batch: b,
-        seq: t,
-        heads: h,
-        kv_heads: kvh,
-        head_dim: hd,
-    } = s;
-    assert!(len <= cap && cap.is_multiple_of(64) && h.is_multiple_of(kvh));
-    assert_eq!(q.len(), b * h * t * hd, "attend: q is not [b, h, t, hd]");
-    assert!(kt.len() == b * kvh * hd * cap && v.len() == kt.len());
-    assert_eq!(bias.len(), b * t * len, "attend: bias is not [b, t, len]");
-    let mut ctx = vec![0f32; b * t * h * hd];
-    if ctx.is_empty() {
-        return ctx;
-    }
-    let kernel = Kernel::detect();
-    ctx.par_chunks_mut(t * h * hd)
-        .enumerate()
-        .for_each(|(bi, out)| {
-            let row = Row {
-                q: &q[bi * h * t * hd..][..h * t * hd],
-                kt: &kt[bi * kvh * hd * cap..][..kvh * hd * cap],
-                v: &v[bi * kvh * cap * hd..][..kvh * cap * hd],
-                bias: &bias[bi * t * len..][..t * len],
-                cap,
-                len,
-                s,
-                scale,
-            };
-            kernel.attend_row(&row, out);
-        });
-    ctx
-}
-
-/// One batch row's share of [`attend`].
-struct Row<'a> {
-    q: &'a [f32],
-    kt: &'a [f32],
-    v: &'a [f32],
-    bias: &'a [f32],
-    cap: usize,
-    len: usize,
-    s: Heads,
-    scale: f32,
-}
-
-impl Kernel {
-    /// [`attend`] for one batch row, into `out` (`[seq, heads * head_dim]`).
-    fn attend_row(self, row: &Row<'_>, out: &mut [f32]) {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `detect` saw AVX-512F, the feature `attend_avx512` is compiled for.
-            Self::Avx512 => unsafe { x86::attend_avx512(row, out) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `detect` saw AVX2 and FMA, the features `attend_avx2` is compiled for.
-            Self::Avx2 => unsafe { x86::attend_avx2(row, out) },
-            Self::Portable => attend_body::<8>(row, out, |a, b, c| a * b + c),
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::{attend_body, Row};
-
-    #[target_feature(enable = "avx512f")]
-    pub fn attend_avx512(row: &Row<'_>, out: &mut [f32]) {
-        attend_body::<16>(row, out, f32::mul_add);
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub fn attend_avx2(row: &Row<'_>, out: &mut [f32]) {
-        attend_body::<8>(row, out, f32::mul_add);
-    }
-
-    #[target_feature(enable = "avx512f")]
-    pub fn swiglu_avx512(gate_up: &[f32], out: &mut [f32]) {
-        super::swiglu_body(gate_up, out);
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub fn swiglu_avx2(gate_up: &[f32], out: &mut [f32]) {
-        super::swiglu_body(gate_up, out);
-    }
-}
-
-/// The loops of [`Kernel::attend_row`], inlined into each feature-specific copy so that the lane
-/// arrays (`L` wide) become SIMD registers of that width.
-#[inline(always)]
-fn attend_body<const L: usize>(
-    row: &Row<'_>,
-    out: &mut [f32],
-    fma: impl Fn(f32, f32, f32) -> f32 + Copy,
-) {
-    let Heads {
-        seq: t,
-        heads: h,
-        kv_heads: kvh,
-        head_dim: hd,
-        ..
-    } = row.s;
-    let (cap, len) = (row.cap, row.len);
-    let groups = h / kvh;
-    let tile = KEY_TILE_VECTORS * L;
-    let tiles = len.div_ceil(tile);
-    let mut scores = vec![0f32; tiles * tile];
-    for head in 0..h {
-        let kv = head / groups;
-        let keys = &row.kt[kv * hd * cap..][..hd * cap];
-        let values = &row.v[kv * cap * hd..][..len * hd];
-        for ti in 0..t {
-            let qv = &row.q[(head * t + ti) * hd..][..hd];
-            for (n, tile_scores) in scores.chunks_exact_mut(tile).enumerate() {
-                let s0 = n * tile;
-                let mut acc = [[0f32; L]; KEY_TILE_VECTORS];
-                for (dim, &qd) in qv.iter().enumerate() {
-                    let k_row = &keys[dim * cap + s0..][..tile];
-                    for (a, ks) in acc.iter_mut().zip(k_row.chunks_exact(L)) {
-                        for l in 0..L {
-                            a[l] = fma(qd, ks[l], a[l]);
-                        }
-                    }
-                }
-                for (dst, a) in tile_scores.chunks_exact_mut(L).zip(&acc) {
-                    dst.copy_from_slice(a);
-                }
-            }
-            let bias = &row.bias[ti * len..][..len];
-            let scores = &mut scores[..len];
-            let mut max = f32::NEG_INFINITY;
-            for (score, &add) in scores.iter_mut().zip(bias) {
-                *score = *score * row.scale + add;
-                max = max.max(*score);
-            }
-            for score in scores.iter_mut() {
-                *score = exp(*score - max);
-            }
-            let sum: f32 = scores.iter().sum();
-            for score in scores.iter_mut() {
-                *score /= sum;
-            }
-            // The context in tiles of `KEY_TILE_VECTORS` vectors held in registers over all keys,
-            // then the rest of the head one value at a time.
-            let ctx = &mut out[(ti * h + head) * hd..][..hd];
-            let body = hd / tile * tile;
-            for c0 in (0..body).step_by(tile) {
-                let mut acc = [[0f32; L]; KEY_TILE_VECTORS];
-                for (&p, value) in scores.iter().zip(values.chunks_exact(hd)) {
-                    for (a, vs) in acc.iter_mut().zip(value[c0..c0 + tile].chunks_exact(L)) {
-                        for l in 0..L {
-                            a[l] = fma(p, vs[l], a[l]);
-                        }
-                    }
-                }
-                for (dst, a) in ctx[c0..c0 + tile].chunks_exact_mut(L).zip(&acc) {
-                    dst.copy_from_slice(a);
-                }
-            }
-            for (&p, value) in scores.iter().zip(values.chunks_exact(hd)) {
-                for (c, &x) in ctx[body..].iter_mut().zip(&value[body..]) {
-                    *c = fma(p, x, *c);
-                }
-            }
-        }
-    }
-}
-
-/// `scores = scores * scale + bias` in place, for `scores` `[batch, heads, seq, len]` and `bias`
-/// `[batch, seq, len]` (the same for every head), as `scores * scale + bias` with burn's ops.
-pub fn scale_add_bias(scores: &mut [f32], bias: &[f32], s: Heads, len: usize, scale: f32) {
-    let (b, h, t) = (s.batch, s.heads, s.seq);
-    assert_eq!(
-        scores.len(),
-        b * h * t * len,
-        "scale_add_bias: scores shape"
-    );
-    assert_eq!(bias.len(), b * t * len, "scale_add_bias: bias shape");
-    if scores.is_empty() {
-        return;
-    }
-    scores
-        .par_chunks_mut(t * len)
-        .enumerate()
-        .for_each(|(bh, tile)| {
-            let bias = &bias[(bh / h) * t * len..][..t * len];
-            for (x, &add) in tile.iter_mut().zip(bias) {
-                *x = *x * scale + add;
-            }
-        });
-}
-
 /// RMSNorm of each row of `x` (rows of `weight.len()` values): `x / sqrt(mean(x^2) + eps) * weight`,
 /// in the order of operations of `RmsNorm::forward` (the mean is summed in another order).
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
@@ -366,6 +150,19 @@ fn swiglu_body(gate_up: &[f32], out: &mut [f32]) {
             e / (1.0 + e)
         };
         *o = g * sigmoid * u;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    #[target_feature(enable = "avx512f")]
+    pub fn swiglu_avx512(gate_up: &[f32], out: &mut [f32]) {
+        super::swiglu_body(gate_up, out);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn swiglu_avx2(gate_up: &[f32], out: &mut [f32]) {
+        super::swiglu_body(gate_up, out);
     }
 }
 
@@ -445,113 +242,6 @@ mod tests {
         assert_eq!(q, host(crate::rope::apply(split(0, 4), &cos_t, &sin_t)));
         assert_eq!(k, host(crate::rope::apply(split(32, 2), &cos_t, &sin_t)));
         assert_eq!(v, host(split(48, 2)));
-    }
-
-    #[test]
-    fn attend_equals_attention_with_repeated_kv_heads() {
-        let device = Default::default();
-        // Head widths below, at and past the 64 values the context keeps in registers; more keys
-        // than one tile, and caches with room left.
-        for (hd, cap, len) in [(20, 64, 5), (20, 128, 70), (64, 128, 128), (80, 128, 33)] {
-            let s = Heads {
-                batch: 2,
-                seq: 2,
-                heads: 6,
-                kv_heads: 2,
-                head_dim: hd,
-            };
-            let q = values(2 * 6 * 2 * hd, 4);
-            let (k, v) = (values(2 * 2 * cap * hd, 5), values(2 * 2 * cap * hd, 6));
-            let mut bias = values(2 * 2 * len, 7);
-            bias[3] = -1.0e30; // a masked key
-            let scale = 0.25;
-            // The cache holds keys transposed, `[b, kv, hd, cap]`.
-            let kt: Vec<f32> = k
-                .chunks_exact(cap * hd)
-                .flat_map(|block| (0..hd * cap).map(move |i| block[(i % cap) * hd + i / cap]))
-                .collect();
-            let got = attend(&q, &kt, &v, cap, len, &bias, s, scale);
-            // The reference: keys and values repeated per query head, as transformers does.
-            let kv = |x: Vec<f32>| {
-                tensor::<F, 4>(x, [2, 2, cap, hd], &device)
-                    .slice([0..2, 0..2, 0..len, 0..hd])
-                    .unsqueeze_dim::<5>(2)
-                    .expand([2, 2, 3, len, hd])
-                    .reshape([2, 6, len, hd])
-            };
-            let qt = tensor::<F, 4>(q, [2, 6, 2, hd], &device);
-            let bt = tensor::<F, 4>(bias, [2, 1, 2, len], &device);
-            let scores = qt.matmul(kv(k).swap_dims(2, 3)) * scale as f64 + bt;
-            let want = activation::softmax(scores, 3)
-                .matmul(kv(v))
-                .swap_dims(1, 2)
-                .reshape([2, 2, 6 * hd]);
-            let what = format!("attend hd {hd} cap {cap} len {len}");
-            close(&got, &host(want), 1e-6, &what);
-        }
-    }
-
-    #[test]
-    fn grouped_query_heads_get_the_bits_of_repeated_kv_heads() {
-        // 3 and 5 query heads per key/value head, against one key/value head per query head.
-        for groups in [3, 5] {
-            let (b, t, kvh, hd, cap, len) = (2, 2, 2, 64, 128, 70);
-            let h = kvh * groups;
-            let grouped = Heads {
-                batch: b,
-                seq: t,
-                heads: h,
-                kv_heads: kvh,
-                head_dim: hd,
-            };
-            let q = values(b * h * t * hd, 8);
-            let (kt, v) = (
-                values(b * kvh * hd * cap, 9),
-                values(b * kvh * cap * hd, 10),
-            );
-            let bias = values(b * t * len, 11);
-            let got = attend(&q, &kt, &v, cap, len, &bias, grouped, 0.125);
-            // Each key/value head's block repeated once per query head.
-            let repeat = |x: &[f32]| -> Vec<f32> {
-                x.chunks_exact(hd * cap)
-                    .flat_map(|block| std::iter::repeat_n(block, groups).flatten())
-                    .copied()
-                    .collect()
-            };
-            let one_each = Heads {
-                kv_heads: h,
-                ..grouped
-            };
-            let want = attend(
-                &q,
-                &repeat(&kt),
-                &repeat(&v),
-                cap,
-                len,
-                &bias,
-                one_each,
-                0.125,
-            );
-            assert_eq!(got, want, "{groups} heads per group");
-        }
-    }
-
-    #[test]
-    fn scale_add_bias_broadcasts_the_bias_over_heads() {
-        let s = Heads {
-            batch: 2,
-            seq: 3,
-            heads: 4,
-            kv_heads: 1,
-            head_dim: 1,
-        };
-        let device = Default::default();
-        let mut scores = values(2 * 4 * 3 * 5, 8);
-        let bias = values(2 * 3 * 5, 9);
-        let want = tensor::<F, 4>(scores.clone(), [2, 4, 3, 5], &device) * 0.5
-            + tensor::<F, 4>(bias.clone(), [2, 1, 3, 5], &device);
-        scale_add_bias(&mut scores, &bias, s, 5, 0.5);
-        assert_eq!(scores, host(want));
     }
 
     #[test]
