@@ -1,7 +1,7 @@
 //! The product on quantized weight rows for any number of rows, so that a GGUF's linear weights
 //! need no f32 copy: a few rows go to [`small_matmul_q`]; for many (prefill), panels of weight
-//! rows are dequantized once into a buffer that stays in L2, and every row of `x` goes against
-//! them.
+//! rows are dequantized into a buffer that stays in L2, and a run of rows of `x` (also in L2)
+//! goes against them, 8 rows at a time.
 
 use rayon::prelude::*;
 
@@ -21,6 +21,14 @@ const PANEL: usize = 32;
 /// that a long prompt's rows of `x` (streamed once per panel, from L3 or memory when there are
 /// thousands) are streamed fewer times; 256 KiB stays inside L2 beside the rows of `x` in use.
 const PANEL_BYTES: usize = 256 << 10;
+
+/// Bytes of `x` one task's run of rows may take: with a panel ([`PANEL_BYTES`]) well inside the
+/// 1 MiB L2 of the machines we measure on.
+const CHUNK_BYTES: usize = 512 << 10;
+
+/// Tasks per thread a product with few rows is cut into (by panels), so that a thread slowed by
+/// other work does not hold the others up.
+const TASKS_PER_THREAD: usize = 4;
 
 /// Weight rows per panel for rows of `k` values: a multiple of [`PANEL`].
 fn panel_rows(k: usize) -> usize {
@@ -44,27 +52,89 @@ pub fn matmul_q(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
             return Some(out);
         }
         let (kind, rb) = (w.kind(), w.row_bytes());
-        // Tasks own panels of output columns; their writes (column `j` of every row) never meet.
+        let grid = Grid::new(m, n, k);
         let out_at = SharedOut(out.as_mut_ptr());
-        w.bytes()
-            .par_chunks(panel_rows(k) * rb)
-            .enumerate()
-            .for_each(|(p, panel)| {
-                let out = &out_at;
-                let col = p * panel_rows(k);
-                // SAFETY: AVX-512F/VL and F16C were detected; this task writes only columns
-                // `col ..` of `out`, which is `[m, n]` and outlives the loop.
-                unsafe { x86::panel(x, m, k, (kind, panel, rb), (out.0, n, col)) };
-            });
+        (0..grid.tasks()).into_par_iter().for_each(|task| {
+            let out = &out_at;
+            let (rows, panels) = grid.task(task);
+            let x = &x[rows.start * k..rows.end * k];
+            // One buffer for the task's panels, dequantized one after the other.
+            let mut buf = Vec::new();
+            for p in panels {
+                let col = p * grid.panel;
+                let width = grid.panel.min(n - col);
+                let panel = &w.bytes()[col * rb..(col + width) * rb];
+                // SAFETY: AVX-512F/VL and F16C were detected; this task writes only rows `rows`
+                // at columns `col .. col + width` of `out`, which is `[m, n]` and outlives the
+                // loop, and no other task writes there.
+                unsafe {
+                    let at = out.0.add(rows.start * n);
+                    x86::panel(x, rows.len(), k, (kind, panel, rb), (at, n, col), &mut buf);
+                }
+            }
+        });
         return Some(out);
     }
     None
 }
 
-/// The output buffer, written by several tasks at disjoint columns.
+/// How a product is cut into tasks: runs of rows of `x` (each small enough to stay in L2 beside a
+/// panel, so that a long prompt's rows are read from memory once, not once per panel) times
+/// groups of panels (enough tasks for every thread when there are few rows).
+struct Grid {
+    /// Rows of `x`.
+    m: usize,
+    /// Rows of `x` per run.
+    chunk: usize,
+    /// Runs of rows.
+    chunks: usize,
+    /// Weight rows per panel.
+    panel: usize,
+    /// Panels.
+    panels: usize,
+    /// Panels per group.
+    per_group: usize,
+    /// Groups of panels.
+    groups: usize,
+}
+
+impl Grid {
+    fn new(m: usize, n: usize, k: usize) -> Self {
+        let chunk = (CHUNK_BYTES / (4 * k.max(1)) / 8).max(1) * 8;
+        let chunks = m.div_ceil(chunk);
+        let panel = panel_rows(k);
+        let panels = n.div_ceil(panel);
+        let tasks = rayon::current_num_threads() * TASKS_PER_THREAD;
+        let per_group = panels.div_ceil(tasks.div_ceil(chunks).clamp(1, panels));
+        Self {
+            m,
+            chunk,
+            chunks,
+            panel,
+            panels,
+            per_group,
+            groups: panels.div_ceil(per_group),
+        }
+    }
+
+    fn tasks(&self) -> usize {
+        self.chunks * self.groups
+    }
+
+    /// Task `t`'s rows of `x` and panels.
+    fn task(&self, t: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let (c, g) = (t / self.groups, t % self.groups);
+        let rows = c * self.chunk..((c + 1) * self.chunk).min(self.m);
+        let panels = g * self.per_group..((g + 1) * self.per_group).min(self.panels);
+        (rows, panels)
+    }
+}
+
+/// The output buffer, written by several tasks at disjoint places.
 struct SharedOut(*mut f32);
 
-// SAFETY: tasks write disjoint elements (their own columns), and the buffer outlives them.
+// SAFETY: tasks write disjoint elements (their own rows and columns), and the buffer outlives
+// them.
 unsafe impl Sync for SharedOut {}
 
 #[cfg(target_arch = "x86_64")]
@@ -88,10 +158,11 @@ mod x86 {
         k: usize,
         (kind, w, row_bytes): (QuantKind, &[u8], usize),
         (out, n, col): (*mut f32, usize, usize),
+        buf: &mut Vec<f32>,
     ) {
         let rows = w.len() / row_bytes;
         assert!(k.is_multiple_of(BLOCK) && x.len() == m * k && col + rows <= n);
-        let mut buf = vec![0f32; rows * k];
+        buf.resize(rows * k, 0.0);
         for (row, values) in w.chunks_exact(row_bytes).zip(buf.chunks_exact_mut(k)) {
             for (b, v) in values.chunks_exact_mut(BLOCK).enumerate() {
                 // SAFETY: the row is whole (`k` values); `v` holds 32 values.
@@ -185,6 +256,25 @@ mod tests {
                 };
                 assert_eq!(got, small_matmul_t(&x, m, k, &wf, n), "{kind:?}, {m} rows");
                 assert_eq!(Some(got), small_matmul_q(&x, m, &w), "{kind:?}, {m} rows");
+            }
+        }
+    }
+
+    #[test]
+    fn runs_of_rows_and_groups_of_panels_cover_the_product() {
+        // k = 2048: runs of 64 rows of `x` and panels of 32 weight rows, so 150 rows are three
+        // runs (the last short) and 70 weight rows three panels (the last short).
+        let (n, k) = (70, 2048);
+        for kind in [QuantKind::Q8_0, QuantKind::F32] {
+            let bytes = test_blocks(kind, n * k / kind.geometry().0);
+            let w = QuantRows::new(kind, n, k, bytes.clone()).unwrap();
+            let wf = tell_gguf::dequantize(kind.dtype(), &bytes, (n * k) as u64, "test").unwrap();
+            for m in [9, 64, 150] {
+                let x = crate::cpu::tests::values(m * k, 5);
+                let Some(got) = matmul_q(&x, m, &w) else {
+                    return;
+                };
+                assert_eq!(got, small_matmul_t(&x, m, k, &wf, n), "{kind:?}, {m} rows");
             }
         }
     }
