@@ -47,6 +47,12 @@ fn main() {
     let hot = args.get(4).is_some_and(|s| s == "hot");
     let head = !hot && args.get(4).is_none_or(|s| s != "nohead");
     let (d, i, v) = (576, 1536, 49152);
+    // The linear weights' form: `TELL_BENCH_KIND=f32` or `bf16` (default Q4_1).
+    let kind = match std::env::var("TELL_BENCH_KIND").as_deref() {
+        Ok("f32") => QuantKind::F32,
+        Ok("bf16") => QuantKind::Bf16,
+        _ => QuantKind::Q4_1,
+    };
     let mut layers: Vec<(QuantRows, Vec<f32>)> = Vec::new();
     for l in 0..30 {
         if hot && l > 0 {
@@ -55,10 +61,10 @@ fn main() {
             }
             continue;
         }
-        layers.push(rows(QuantKind::Q4_1, 960, d));
-        layers.push(rows(QuantKind::Q4_1, d, d));
-        layers.push(rows(QuantKind::Q4_1, 2 * i, d));
-        layers.push(rows(QuantKind::Q4_1, d, i));
+        layers.push(rows(kind, 960, d));
+        layers.push(rows(kind, d, d));
+        layers.push(rows(kind, 2 * i, d));
+        layers.push(rows(kind, d, i));
     }
     if head {
         layers.push(rows(QuantKind::Q8_0, v, d));

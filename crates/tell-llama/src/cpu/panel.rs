@@ -26,6 +26,10 @@ const PANEL_BYTES: usize = 256 << 10;
 /// 1 MiB L2 of the machines we measure on.
 const CHUNK_BYTES: usize = 512 << 10;
 
+/// Rows of `x` per run, at least, for each byte a weight value takes (1024 for f32, 160 for
+/// Q4_1): a run of 1024 rows does 512 flops per f32 weight value it streams from memory.
+const ROWS_PER_WEIGHT_BYTE: usize = 256;
+
 /// Tasks per thread a product with few rows is cut into (by panels), so that a thread slowed by
 /// other work does not hold the others up.
 const TASKS_PER_THREAD: usize = 4;
@@ -52,7 +56,7 @@ pub fn matmul_q(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
             return Some(out);
         }
         let (kind, rb) = (w.kind(), w.row_bytes());
-        let grid = Grid::new(m, n, k);
+        let grid = Grid::new(m, n, k, rb);
         let out_at = SharedOut(out.as_mut_ptr());
         (0..grid.tasks()).into_par_iter().for_each(|task| {
             let out = &out_at;
@@ -99,8 +103,11 @@ struct Grid {
 }
 
 impl Grid {
-    fn new(m: usize, n: usize, k: usize) -> Self {
-        let chunk = (CHUNK_BYTES / (4 * k.max(1)) / 8).max(1) * 8;
+    fn new(m: usize, n: usize, k: usize, row_bytes: usize) -> Self {
+        // Rows that fit L2 beside a panel, or more where the weight is wide in bytes: each run
+        // reads the whole weight again, which must stay small against the run's work.
+        let fit = CHUNK_BYTES / (4 * k.max(1));
+        let chunk = (fit.max(ROWS_PER_WEIGHT_BYTE * row_bytes / k.max(1)) / 8).max(1) * 8;
         let chunks = m.div_ceil(chunk);
         let panel = panel_rows(k);
         let panels = n.div_ceil(panel);
@@ -141,12 +148,12 @@ unsafe impl Sync for SharedOut {}
 mod x86 {
     use std::arch::x86_64::*;
 
-    use crate::cpu::quant::x86::{dot_with, halves};
+    use crate::cpu::quant::x86::{halves, reduce16};
     use crate::cpu::quant::{QuantKind, BLOCK};
 
     /// One panel: its weight rows (`w`, rows of `row_bytes`) dequantized into a buffer, then every
-    /// row of `x` against them, 8 rows by 2 weight rows at a time (16 accumulators); the results
-    /// go to columns `col ..` of `out` (`[m, n]`).
+    /// row of `x` against them, [`MR`] rows by [`NR`] weight rows at a time; the results go to
+    /// columns `col ..` of `out` (`[m, n]`).
     ///
     /// # Safety
     /// `out` must point to `m * n` writable values that no one else reads or writes at these
@@ -184,7 +191,7 @@ mod x86 {
             };
             let (xi, buf) = (&x[i * k..], &buf[..]);
             i += match m - i {
-                8.. => against_panel::<8>(xi, k, buf, put),
+                MR.. => against_panel::<MR>(xi, k, buf, put),
                 4.. => against_panel::<4>(xi, k, buf, put),
                 2 | 3 => against_panel::<2>(xi, k, buf, put),
                 _ => against_panel::<1>(xi, k, buf, put),
@@ -192,7 +199,15 @@ mod x86 {
         }
     }
 
-    /// `R` rows of `x` against every weight row of the panel (`buf`, rows of `k` values), two
+    /// Rows of `x` per tile: with [`NR`], 24 accumulators, 4 weight vectors and one of `x` in the
+    /// 32 registers. One thread, SmolLM2's products on 1024 rows with the weights in cache
+    /// (`matmul_bench 1024 3 panel hot`): 1.17-1.23 s at 6 x 4, 1.19 at 5 x 5, 1.29 at 8 x 3 and
+    /// at 4 x 6, 1.44 at the former 8 x 2 (75% and 61% of the FMA peak).
+    const MR: usize = 6;
+    /// Weight rows per tile.
+    const NR: usize = 4;
+
+    /// `R` rows of `x` against every weight row of the panel (`buf`, rows of `k` values), [`NR`]
     /// weight rows at a time; `put(j, values)` takes weight row `j`'s `R` products. Returns `R`.
     #[target_feature(enable = "avx512f,avx512vl,f16c")]
     #[inline]
@@ -203,25 +218,80 @@ mod x86 {
         put: impl Fn(usize, &[f32]),
     ) -> usize {
         let rows = buf.len() / k;
-        let row = |j: usize| buf[j * k..][..k].as_ptr();
-        // SAFETY (both closures): each row holds `k` values and `dot_with` asks for `b < k / 32`.
-        let halves = |p: *const f32, b: usize| unsafe {
-            let p = p.add(b * BLOCK);
-            (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
-        };
+        assert!(x.len() >= R * k && buf.len() == rows * k);
+        let row = |j: usize| buf[j * k..].as_ptr();
         let mut j = 0;
-        while j + 1 < rows {
-            let pair = [row(j), row(j + 1)];
-            let res = dot_with::<R, 2>(x, k, |q, b| halves(pair[q], b));
-            put(j, &res[0]);
-            put(j + 1, &res[1]);
-            j += 2;
+        while j + NR <= rows {
+            let w: [*const f32; NR] = std::array::from_fn(|q| row(j + q));
+            // SAFETY: `R` rows of `x` and `NR` weight rows of `k` values each (asserted).
+            let res = unsafe { tile::<R, NR>(x.as_ptr(), k, w) };
+            for (q, res) in res.iter().enumerate() {
+                put(j + q, res);
+            }
+            j += NR;
         }
-        if j < rows {
-            let one = row(j);
-            put(j, &dot_with::<R, 1>(x, k, |_, b| halves(one, b))[0]);
+        while j < rows {
+            // SAFETY: as above, one weight row.
+            let res = unsafe { tile::<R, 1>(x.as_ptr(), k, [row(j)]) };
+            put(j, &res[0]);
+            j += 1;
         }
         R
+    }
+
+    /// `res[q][r] = x[r, :] . w[q]` for `R` rows of `x` (`k` apart) and `W` weight rows: each
+    /// product summed in 16 lanes in order of `k` (FMA), then by the tree of
+    /// `_mm512_reduce_add_ps`, as every other kernel of `cpu` sums it (the same bits). Each step
+    /// loads 16 values of the `W` weight rows and goes through the rows of `x` one vector at a
+    /// time: `R * W` accumulators, `R + W` loads per `R * W` FMAs.
+    ///
+    /// # Safety
+    /// `x` must point at `R` rows of `k` values, every `w[q]` at `k` values; `k` a multiple of 16.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    #[inline]
+    unsafe fn tile<const R: usize, const W: usize>(
+        x: *const f32,
+        k: usize,
+        w: [*const f32; W],
+    ) -> [[f32; R]; W] {
+        let mut acc = [[_mm512_setzero_ps(); R]; W];
+        let mut c = 0;
+        while c < k {
+            let mut wv = [_mm512_setzero_ps(); W];
+            for q in 0..W {
+                // SAFETY: `c + 16 <= k` values of weight row `q`.
+                wv[q] = unsafe { _mm512_loadu_ps(w[q].add(c)) };
+            }
+            for r in 0..R {
+                // SAFETY: `c + 16 <= k` values of row `r` of `x`.
+                let xv = unsafe { _mm512_loadu_ps(x.add(r * k + c)) };
+                for q in 0..W {
+                    acc[q][r] = _mm512_fmadd_ps(xv, wv[q], acc[q][r]);
+                }
+            }
+            c += 16;
+        }
+        let mut flat = [[_mm512_setzero_ps(); 16]; 2];
+        let mut res = [[0f32; R]; W];
+        let n = R * W;
+        for q in 0..W {
+            for r in 0..R {
+                let i = q * R + r;
+                if i < n / 16 * 16 {
+                    flat[i / 16][i % 16] = acc[q][r];
+                } else {
+                    res[q][r] = _mm512_reduce_add_ps(acc[q][r]);
+                }
+            }
+        }
+        for (g, flat) in flat.iter().enumerate().take(n / 16) {
+            let sums = reduce16(*flat);
+            for (l, &s) in sums.iter().enumerate() {
+                let i = g * 16 + l;
+                res[i / R][i % R] = s;
+            }
+        }
+        res
     }
 }
 
