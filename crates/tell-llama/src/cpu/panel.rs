@@ -274,13 +274,13 @@ mod x86 {
         let mut flat = [[_mm512_setzero_ps(); 16]; 2];
         let mut res = [[0f32; R]; W];
         let n = R * W;
-        for q in 0..W {
-            for r in 0..R {
+        for (q, (acc, res)) in acc.iter().zip(res.iter_mut()).enumerate() {
+            for (r, (&a, res)) in acc.iter().zip(res.iter_mut()).enumerate() {
                 let i = q * R + r;
                 if i < n / 16 * 16 {
-                    flat[i / 16][i % 16] = acc[q][r];
+                    flat[i / 16][i % 16] = a;
                 } else {
-                    res[q][r] = _mm512_reduce_add_ps(acc[q][r]);
+                    *res = _mm512_reduce_add_ps(a);
                 }
             }
         }
