@@ -262,6 +262,8 @@ mod x86 {
                 // SAFETY: `c + 16 <= k` values of weight row `q`.
                 wv[q] = unsafe { _mm512_loadu_ps(w[q].add(c)) };
             }
+            // Indices, not iterators: `acc` is walked across its rows (`[q][r]`, `q` inner).
+            #[allow(clippy::needless_range_loop)]
             for r in 0..R {
                 // SAFETY: `c + 16 <= k` values of row `r` of `x`.
                 let xv = unsafe { _mm512_loadu_ps(x.add(r * k + c)) };
