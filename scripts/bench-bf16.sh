@@ -15,15 +15,16 @@ tell="$CARGO_TARGET_DIR/release/tell"
 work=bench-out/bf16
 [ -f "$work/bf16/model.safetensors" ] || python3 scripts/bench_bf16.py "$work" >/dev/null 2>&1
 export RAYON_NUM_THREADS=2
+. scripts/lib/calm.sh
 out=bench-out/bf16-$(date +%Y%m%dT%H%M%S).jsonl
 for _ in $(seq "$rounds"); do
   for side in f32 bf16; do
-    l0=$(cut -d' ' -f1 /proc/loadavg)
+    calm; l0=$(load)
     /usr/bin/time -v "$tell" capture "$work/$side" --prompts "$work/prompts.jsonl" --out "$work/acts-$side" \
       --layers all --batch-size 8 --force 2>"$work/$side.log" >/dev/null
     rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/$side.log")
     rate=$(sed -n 's/.* s: \([0-9.]*\) tokens\/s.*/\1/p' "$work/$side.log")
-    echo "{\"side\": \"$side\", \"peak_rss_kb\": $rss, \"tokens_per_s\": $rate, \"load_before\": $l0}" | tee -a "$out"
+    echo "{\"side\": \"$side\", \"peak_rss_kb\": $rss, \"tokens_per_s\": $rate, \"load_before\": $l0, \"load_after\": $(load)}" | tee -a "$out"
   done
 done
 python3 - "$out" "$work" <<'PY'
@@ -46,5 +47,6 @@ print("|---|---|---|")
 for s in ("f32", "bf16"):
     print(f"| {s} weights | {best(s, 'peak_rss_kb', min) / 1024:.0f} MiB | {best(s, 'tokens_per_s', max):.0f} |")
 print(f"\nstores: largest difference relative to the largest value {err:.1e}; load averages "
-      f"{[r['load_before'] for r in rows]} before each side")
+      f"{[r['load_before'] for r in rows]} before each side"
+      + ("" if all(r["load_before"] < 0.5 for r in rows) else " (not comparable: some side started at 0.5 or above)"))
 PY

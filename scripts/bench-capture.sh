@@ -14,20 +14,29 @@ export RAYON_NUM_THREADS=$threads OMP_NUM_THREADS=$threads
 out=bench-out/capture-$(date +%Y%m%dT%H%M%S)
 mkdir -p "$out"
 python3 scripts/bench_capture.py prompts "$out/prompts.jsonl" "$n" --min 16 --max 64
-# Sides alternate round by round so that a change in machine load hits them alike.
-for round in $(seq "$rounds"); do
+. scripts/lib/calm.sh
+# One tell capture as a JSON line (its capture loop's tokens/s, as transformers' side reports).
+tell_side() {
   rm -rf "$out/acts"
   "$bin" capture "$gguf" --prompts "$out/prompts.jsonl" --out "$out/acts" --sites resid_post \
-    --layers all --positions last --batch-size 8 2>&1 | tee "$out/tell-$round.log"
-  python3 scripts/bench_capture.py hf "$gguf" "$out/prompts.jsonl" --batch 8 \
-    --threads "$threads" 2>/dev/null | tee "$out/hf-$round.jsonl"
+    --layers all --positions last --batch-size 8 >/dev/null 2>"$out/tell.log"
+  python3 -c 'import json, re, sys; print(json.dumps({"side": "tell", "tokens_per_s": float(re.search(r"([0-9.]+) tokens/s", open(sys.argv[1]).read()).group(1))}))' "$out/tell.log"
+}
+# Sides alternate round by round so that a change in machine load hits them alike; each waits for
+# a load average under 0.5 and records it (scripts/lib/calm.sh).
+for round in $(seq "$rounds"); do
+  with_load tell_side | tee -a "$out/rows.jsonl"
+  with_load python3 scripts/bench_capture.py hf "$gguf" "$out/prompts.jsonl" --batch 8 \
+    --threads "$threads" 2>/dev/null | tee -a "$out/rows.jsonl"
 done
 python3 - "$out" "$rounds" <<'PY'
-import json, re, sys
+import json, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
-tell = max(float(re.search(r"([0-9.]+) tokens/s", open(f"{out}/tell-{r}.log").read()).group(1))
-           for r in range(1, rounds + 1))
-hf = max(json.loads(open(f"{out}/hf-{r}.jsonl").read())["tokens_per_s"] for r in range(1, rounds + 1))
-print(f"\n| tell capture tok/s | transformers tok/s | ratio tell/HF |\n|---|---|---|\n"
-      f"| {tell:.0f} | {hf:.0f} | {tell / hf:.2f} |  ({out}, best of {rounds})")
+rows = [json.loads(l) for l in open(f"{out}/rows.jsonl")]
+tell = max((r for r in rows if r["side"] == "tell"), key=lambda r: r["tokens_per_s"])
+hf = max((r for r in rows if r["side"] != "tell"), key=lambda r: r["tokens_per_s"])
+mark = "" if all(r["comparable"] for r in rows) else " (not comparable: load)"
+print(f"\n| tell capture tok/s | transformers tok/s | ratio tell/HF | load before (tell / transformers) |\n|---|---|---|---|\n"
+      f"| {tell['tokens_per_s']:.0f} | {hf['tokens_per_s']:.0f} | {tell['tokens_per_s'] / hf['tokens_per_s']:.2f}{mark} | "
+      f"{tell['load_before']} / {hf['load_before']} |  ({out}, best of {rounds})")
 PY
