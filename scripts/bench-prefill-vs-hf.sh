@@ -9,7 +9,7 @@
 # Usage: scripts/bench-prefill-vs-hf.sh [rounds=1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=${1:-1}; wait_max=${WAIT:-150}
+rounds=${1:-1}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tell-target}"
 gguf=checkpoints/fetched/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 [ -f "$gguf" ] || { echo "run scripts/fetch-assets.sh first" >&2; exit 1; }
@@ -18,8 +18,7 @@ tell="$CARGO_TARGET_DIR/release/tell"
 [ -f bench-out/bf16/f32/model.safetensors ] || python3 scripts/bench_bf16.py bench-out/bf16 >/dev/null 2>&1
 export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
 out=bench-out/prefill-vs-hf-$(date +%Y%m%dT%H%M%S); mkdir -p "$out"
-load() { cut -d' ' -f1 /proc/loadavg; }
-idle() { for _ in $(seq $((wait_max / 5))); do awk '{exit !($1 < 0.5)}' /proc/loadavg && return; sleep 5; done; }
+. scripts/lib/calm.sh
 for len in 128 512; do
   python3 scripts/bench_capture.py prompts "$out/p$len.jsonl" 32 --min "$len" --max "$len"
 done
@@ -27,12 +26,12 @@ for round in $(seq "$rounds"); do
   for model in gguf f32; do
     m=$gguf; [ "$model" = f32 ] && m=bench-out/bf16/f32
     for len in 128 512; do
-      idle; l0=$(load); t0=$(date +%s.%N)
+      calm; l0=$(load); t0=$(date +%s.%N)
       "$tell" capture "$m" --prompts "$out/p$len.jsonl" --out "$out/acts" --layers all \
         --batch-size 8 --force 2>"$out/tell.log" >/dev/null
       t1=$(date +%s.%N)
       echo "{\"side\": \"tell\", \"model\": \"$model\", \"len\": $len, \"seconds\": $(echo "$t1 - $t0" | bc), \"load_before\": $l0, \"load_after\": $(load)}" | tee -a "$out/rows.jsonl"
-      idle; l0=$(load)
+      calm; l0=$(load)
       hf=$(python3 scripts/bench_capture.py hf "$m" "$out/p$len.jsonl" --batch 8 --threads 2 2>/dev/null)
       secs=$(printf '%s' "$hf" | python3 -c "import json,sys; print(json.load(sys.stdin)['seconds'])")
       echo "{\"side\": \"transformers\", \"model\": \"$model\", \"len\": $len, \"seconds\": $secs, \"load_before\": $l0, \"load_after\": $(load)}" | tee -a "$out/rows.jsonl"
