@@ -124,6 +124,15 @@ impl<B: Backend> Linear<B> {
         }
     }
 
+    /// The map whose `[out, in]` weight is `quant` alone (a tied head reading the embedding's
+    /// rows as held); only where the quantized kernels run (`flex`, AVX-512).
+    pub fn from_quantized(quant: cpu::QuantRows) -> Self {
+        Self {
+            d_out: quant.rows(),
+            weight: Weight::Quant(vec![quant]),
+        }
+    }
+
     /// Builds the map from HF-layout `[out, in]` values.
     pub fn from_out_in(values: Vec<f32>, d_out: usize, d_in: usize, device: &B::Device) -> Self {
         if cpu::is_flex::<B>() {

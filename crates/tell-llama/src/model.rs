@@ -12,6 +12,7 @@ use crate::block::{Block, LayerCache, Linear, RmsNorm};
 use crate::checkpoint::Checkpoint;
 use crate::config::LlamaConfig;
 use crate::cpu;
+use crate::embed::Embedding;
 use crate::error::{Error, Result};
 use crate::gemm;
 use crate::intervene::Edits;
@@ -70,7 +71,7 @@ pub struct Output<B: Backend> {
 #[derive(Debug, Clone)]
 pub struct Llama<B: Backend> {
     config: LlamaConfig,
-    embed: Tensor<B, 2>,
+    embed: Embedding<B>,
     blocks: Vec<Block<B>>,
     norm: RmsNorm<B>,
     lm_head: Linear<B>,
@@ -131,22 +132,47 @@ impl<B: Backend> Llama<B> {
         };
         let (v, d) = (config.vocab_size, config.hidden_size);
         let embed_name = "model.embed_tokens.weight";
-        let embed = if gemm::is_cuda::<B>() {
-            Tensor::from_data(w.read_data(embed_name, &[v, d], dtype)?, (device, dtype))
-        } else {
-            Tensor::from_data(
-                TensorData::new(w.read_f32(embed_name, &[v, d])?, [v, d]),
-                device,
-            )
-        };
-        let lm_head = if config.tie_word_embeddings && gemm::is_cuda::<B>() {
-            Linear::from_out_in_tensor(embed.clone())
-        } else if config.tie_word_embeddings {
-            // On flex the head shares the embedding's storage (its `[vocab, d]` is `[out, in]`).
-            Linear::from_out_in_tensor(embed.clone())
-                .with_quantized(w.read_quantized(embed_name, &[v, d])?)
-        } else {
-            Linear::load_fused_as(w, &[("lm_head.weight".to_string(), v)], d, device, dtype)?
+        let held = Embedding::<B>::rows_of(w.read_quantized(embed_name, &[v, d])?);
+        let (embed, lm_head) = match held {
+            // The rows as the checkpoint holds them, shared with a tied head: one copy.
+            Some(rows) => {
+                let head = if config.tie_word_embeddings {
+                    Linear::from_quantized(rows.clone())
+                } else {
+                    Linear::load_fused_as(
+                        w,
+                        &[("lm_head.weight".to_string(), v)],
+                        d,
+                        device,
+                        dtype,
+                    )?
+                };
+                (Embedding::Rows(rows), head)
+            }
+            None => {
+                let table = if gemm::is_cuda::<B>() {
+                    Tensor::from_data(w.read_data(embed_name, &[v, d], dtype)?, (device, dtype))
+                } else {
+                    Tensor::from_data(
+                        TensorData::new(w.read_f32(embed_name, &[v, d])?, [v, d]),
+                        device,
+                    )
+                };
+                // A tied head is the embedding (on flex it shares the tensor's storage: its
+                // `[vocab, d]` is `[out, in]`).
+                let head = if config.tie_word_embeddings {
+                    Linear::from_out_in_tensor(table.clone())
+                } else {
+                    Linear::load_fused_as(
+                        w,
+                        &[("lm_head.weight".to_string(), v)],
+                        d,
+                        device,
+                        dtype,
+                    )?
+                };
+                (Embedding::Tensor(table), head)
+            }
         };
         let blocks = (0..config.num_layers)
             .map(|l| {
@@ -374,17 +400,9 @@ impl<B: Backend> Llama<B> {
         }
         let (b, t) = (step.rows, step.seq);
         let device = &self.device;
-        let ids = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(
-                step.tokens.iter().map(|&x| x as i64).collect::<Vec<_>>(),
-                [b * t],
-            ),
-            device,
-        );
         let mut x = self
             .embed
-            .clone()
-            .select(0, ids)
+            .lookup(step.tokens, device)?
             .reshape([b, t, cfg.hidden_size]);
         let (cos, sin) = self.rope.tables::<B>(step.positions, b, t, device);
         let bias = step.bias;
