@@ -5,7 +5,8 @@
 # model as f32 safetensors (scripts/bench_bf16.py), at L = 128 and 512. The sides alternate round
 # by round; before each side the script waits (up to WAIT seconds, default 150) for the 1-minute
 # load average to fall under 0.5, and records it before and after: a row whose sides did not all
-# start under 0.5 is marked not comparable. Best of ROUNDS per side.
+# start under 0.5 is marked not comparable; each row also records the CPU seconds the hypervisor
+# stole while the side ran (steal_s; clock ticks of 1/100 s). Best of ROUNDS per side.
 # Usage: scripts/bench-prefill-vs-hf.sh [rounds=1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,15 +27,15 @@ for round in $(seq "$rounds"); do
   for model in gguf f32; do
     m=$gguf; [ "$model" = f32 ] && m=bench-out/bf16/f32
     for len in 128 512; do
-      calm; l0=$(load); t0=$(date +%s.%N)
+      calm; l0=$(load); s0=$(steal); t0=$(date +%s.%N)
       "$tell" capture "$m" --prompts "$out/p$len.jsonl" --out "$out/acts" --layers all \
         --batch-size 8 --force 2>"$out/tell.log" >/dev/null
       t1=$(date +%s.%N)
-      echo "{\"side\": \"tell\", \"model\": \"$model\", \"len\": $len, \"seconds\": $(echo "$t1 - $t0" | bc), \"load_before\": $l0, \"load_after\": $(load)}" | tee -a "$out/rows.jsonl"
-      calm; l0=$(load)
+      echo "{\"side\": \"tell\", \"model\": \"$model\", \"len\": $len, \"seconds\": $(echo "$t1 - $t0" | bc), \"load_before\": $l0, \"load_after\": $(load), \"steal_s\": $(( $(steal) - s0 ))e-2}" | tee -a "$out/rows.jsonl"
+      calm; l0=$(load); s0=$(steal)
       hf=$(python3 scripts/bench_capture.py hf "$m" "$out/p$len.jsonl" --batch 8 --threads 2 2>/dev/null)
       secs=$(printf '%s' "$hf" | python3 -c "import json,sys; print(json.load(sys.stdin)['seconds'])")
-      echo "{\"side\": \"transformers\", \"model\": \"$model\", \"len\": $len, \"seconds\": $secs, \"load_before\": $l0, \"load_after\": $(load)}" | tee -a "$out/rows.jsonl"
+      echo "{\"side\": \"transformers\", \"model\": \"$model\", \"len\": $len, \"seconds\": $secs, \"load_before\": $l0, \"load_after\": $(load), \"steal_s\": $(( $(steal) - s0 ))e-2}" | tee -a "$out/rows.jsonl"
     done
   done
 done

@@ -8,6 +8,10 @@ WAIT=${WAIT:-150}   # the longest wait for it, in seconds (a side runs anyway af
 # The 1-minute load average.
 load() { cut -d' ' -f1 /proc/loadavg; }
 
+# CPU time the hypervisor gave other guests (steal), in clock ticks since boot: on a shared host,
+# contention the load average does not show.
+steal() { awk '/^cpu /{print $9}' /proc/stat; }
+
 # Waits up to WAIT seconds for the load to fall under CALM.
 calm() {
   local _
@@ -18,16 +22,18 @@ calm() {
 }
 
 # Runs "$@" after `calm`; each JSON object it prints on a line of its own gets load_before,
-# load_after and comparable (load_before < CALM) added. Other lines pass through.
+# load_after, steal_s (CPU seconds stolen by the hypervisor while it ran) and comparable
+# (load_before < CALM) added. Other lines pass through.
 with_load() {
   calm
-  local before after lines
-  before=$(load)
+  local before after lines s0 s1
+  before=$(load); s0=$(steal)
   lines=$("$@")
-  after=$(load)
+  after=$(load); s1=$(steal)
   printf '%s\n' "$lines" | python3 -c '
 import json, sys
 before, after, calm = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+stolen = int(sys.argv[4]) / int(sys.argv[5])
 for line in sys.stdin:
     line = line.rstrip("\n")
     try:
@@ -35,7 +41,7 @@ for line in sys.stdin:
     except ValueError:
         print(line)
         continue
-    row.update(load_before=before, load_after=after, comparable=before < calm)
+    row.update(load_before=before, load_after=after, steal_s=stolen, comparable=before < calm)
     print(json.dumps(row))
-' "$before" "$after" "$CALM"
+' "$before" "$after" "$CALM" "$(( (s1 - s0) ))" "$(getconf CLK_TCK)"
 }
