@@ -1,7 +1,8 @@
 //! The real SmolLM2-135M-Instruct GGUF against HF transformers loading the same file.
 //!
-//! Needs `scripts/fetch-assets.sh` and `python3 tests/parity/make_smollm2_goldens.py` (CI runs
-//! both first); without them the tests say so and pass without checking anything.
+//! Needs `scripts/fetch-assets.sh`, `python3 tests/parity/make_smollm2_goldens.py` and (for long
+//! prompts) `python3 tests/parity/make_smollm2_long_goldens.py` (CI runs them first); without them
+//! the tests say so and pass without checking anything.
 
 use std::path::{Path, PathBuf};
 
@@ -194,4 +195,93 @@ fn greedy_generation_is_token_identical_to_transformers() {
         "The capital of France is Paris."
     );
     assert_eq!(out[0].finish, tell_llama::Finish::StopToken);
+}
+
+/// Long prompts (tests/parity/make_smollm2_long_goldens.py): several blocks of query rows and of
+/// keys in attention, several runs of rows in the prefill products, and a batch whose shorter row
+/// is left-padded by 170 positions.
+#[test]
+fn long_prompts_alone_and_left_padded_match_transformers() {
+    let dir = root().join("checkpoints/fetched/goldens/smollm2-long");
+    if !gguf().is_file() || !dir.join("golden.json").is_file() {
+        eprintln!(
+            "SKIPPED: run scripts/fetch-assets.sh and python3 tests/parity/make_smollm2_long_goldens.py"
+        );
+        return;
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("golden.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
+    let golden = SafeTensors::deserialize(&bytes).unwrap();
+    let get = |key: &str| -> Vec<f32> {
+        golden
+            .tensor(key)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let as_ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let prompts: Vec<Vec<u32>> = meta["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(as_ids)
+        .collect();
+    let model = Llama::<B>::load(&gguf(), &Default::default()).unwrap();
+    let (layers, vocab, d) = (30, 49152, 576);
+    let sites: Vec<Site> = (0..layers).map(Site::resid_post).collect();
+    let mut worst = 0f32;
+    for (i, prompt) in prompts.iter().enumerate() {
+        let at: Vec<usize> = as_ids(&meta["positions"][i])
+            .iter()
+            .map(|&p| p as usize)
+            .collect();
+        let batch = Batch::left_padded(std::slice::from_ref(prompt), 0).unwrap();
+        let out = model.forward(&batch, &sites, Logits::Last).unwrap();
+        let logits = values(&out.logits.unwrap());
+        let want = get(&format!("p{i}.logits"));
+        let err = rel_err(&logits, &want[2 * vocab..]);
+        assert!(
+            err <= 1e-4,
+            "prompt {i} ({} tokens) last logits: {err}",
+            prompt.len()
+        );
+        worst = worst.max(err);
+        for site in &sites {
+            let all = values(out.captures.get(site).unwrap());
+            let rows: Vec<f32> = at
+                .iter()
+                .flat_map(|&p| all[p * d..(p + 1) * d].to_vec())
+                .collect();
+            let err = rel_err(&rows, &get(&format!("p{i}.{site}")));
+            assert!(err <= 1e-4, "prompt {i} {site} at {at:?}: {err}");
+            worst = worst.max(err);
+        }
+    }
+    let batch = Batch::left_padded(&prompts, 0).unwrap();
+    let logits = values(
+        &model
+            .forward(&batch, &[], Logits::Last)
+            .unwrap()
+            .logits
+            .unwrap(),
+    );
+    let want = get("batch.logits");
+    for row in 0..prompts.len() {
+        let err = rel_err(
+            &logits[row * vocab..(row + 1) * vocab],
+            &want[row * vocab..(row + 1) * vocab],
+        );
+        assert!(err <= 1e-4, "batch row {row}: {err}");
+        worst = worst.max(err);
+    }
+    eprintln!("SmolLM2 long prompts: worst relative error {worst:.2e}");
 }
