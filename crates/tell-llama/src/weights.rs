@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 use memmap2::Mmap;
@@ -19,7 +20,7 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 /// One memory-mapped safetensors file and its parsed header.
 struct Shard {
     path: PathBuf,
-    mmap: Mmap,
+    mmap: Arc<Mmap>,
     header_len: usize,
     metadata: Metadata,
 }
@@ -150,7 +151,7 @@ impl Weights {
             }
             shards.push(Shard {
                 path: path.clone(),
-                mmap,
+                mmap: Arc::new(mmap),
                 header_len,
                 metadata,
             });
@@ -339,8 +340,10 @@ impl TensorSource for Weights {
         self.read_safetensors(name, shape)
     }
 
-    /// A BF16 matrix as its 2-byte values, for the CPU's bf16 kernels (half the memory of f32,
-    /// products bit-identical to those on the widened weight); other dtypes are read as f32.
+    /// A BF16 or F32 matrix read in place from the mapped file, for the CPU's kernels (bf16 at
+    /// half the memory of f32, products bit-identical to those on the widened weight); other
+    /// dtypes are read as f32. Nothing is copied: the pages are the kernel's page cache, shared
+    /// with other readers of the file and dropped under memory pressure (read again when used).
     fn read_quantized(&self, name: &str, shape: &[usize]) -> Result<Option<crate::cpu::QuantRows>> {
         let t = self.locate(name, shape)?;
         let [rows, cols] = shape else {
@@ -351,19 +354,14 @@ impl TensorSource for Weights {
             DType::F32 => crate::cpu::QuantKind::F32,
             _ => return Ok(None),
         };
-        let rows = crate::cpu::QuantRows::new(kind, *rows, *cols, t.bytes.to_vec());
-        // As in read_data: the values are copied, the mapped pages can go.
-        #[cfg(unix)]
-        // SAFETY: the map is read-only and private; dropping its clean pages only makes the next
-        // access read the file again.
-        let _ = unsafe {
-            t.shard.mmap.unchecked_advise_range(
-                memmap2::UncheckedAdvice::DontNeed,
-                t.offset,
-                t.bytes.len(),
-            )
-        };
-        Ok(rows)
+        let range = t.offset..t.offset + t.bytes.len();
+        Ok(crate::cpu::QuantRows::mapped(
+            kind,
+            *rows,
+            *cols,
+            t.shard.mmap.clone(),
+            range,
+        ))
     }
 
     fn read_data(&self, name: &str, shape: &[usize], dtype: DType) -> Result<TensorData> {

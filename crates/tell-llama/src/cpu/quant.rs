@@ -4,8 +4,10 @@
 //! the f32 values `tell-gguf` gives (same arithmetic, no fused multiply-add), so products are
 //! bit-identical to those on the dequantized weights.
 
+use std::ops::Range;
 use std::sync::Arc;
 
+use memmap2::Mmap;
 use tell_gguf::GgmlType;
 
 /// The block types [`QuantRows`] holds.
@@ -88,21 +90,62 @@ pub struct QuantRows {
     kind: QuantKind,
     rows: usize,
     cols: usize,
-    data: Arc<Vec<u8>>,
+    data: Held,
+}
+
+/// Where a [`QuantRows`]' bytes live: its own buffer, or a range of a mapped checkpoint file,
+/// read in place so that loading copies nothing (the kernels take any alignment).
+#[derive(Debug, Clone)]
+enum Held {
+    Owned(Arc<Vec<u8>>),
+    Mapped(Arc<Mmap>, Range<usize>),
+}
+
+impl Held {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Held::Owned(v) => v,
+            Held::Mapped(map, range) => &map[range.clone()],
+        }
+    }
 }
 
 impl QuantRows {
     /// Rows of `kind` blocks; `None` unless `data` is exactly `rows` rows of whole blocks.
     pub fn new(kind: QuantKind, rows: usize, cols: usize, data: Vec<u8>) -> Option<Self> {
+        Self::held(kind, rows, cols, Held::Owned(Arc::new(data)))
+    }
+
+    /// Rows of `kind` blocks read in place from `map[range]` (no copy); `None` unless the range
+    /// lies in the map and holds exactly `rows` rows of whole blocks.
+    pub fn mapped(
+        kind: QuantKind,
+        rows: usize,
+        cols: usize,
+        map: Arc<Mmap>,
+        range: Range<usize>,
+    ) -> Option<Self> {
+        if range.start > range.end || range.end > map.len() {
+            return None;
+        }
+        Self::held(kind, rows, cols, Held::Mapped(map, range))
+    }
+
+    fn held(kind: QuantKind, rows: usize, cols: usize, data: Held) -> Option<Self> {
         let (per_block, block_bytes) = kind.geometry();
         let ok = cols.is_multiple_of(per_block)
-            && rows.checked_mul(cols / per_block * block_bytes) == Some(data.len());
-        ok.then(|| Self {
+            && rows.checked_mul(cols / per_block * block_bytes) == Some(data.bytes().len());
+        ok.then_some(Self {
             kind,
             rows,
             cols,
-            data: Arc::new(data),
+            data,
         })
+    }
+
+    /// Whether the bytes are read in place from a mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.data, Held::Mapped(..))
     }
 
     /// Stacks `parts` (same kind and width) along the rows, as a fused q/k/v weight.
@@ -114,16 +157,33 @@ impl QuantRows {
         {
             return None;
         }
-        let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
-        for p in parts {
-            data.extend_from_slice(&p.data);
+        let rows = parts.iter().map(|p| p.rows).sum();
+        // Parts that follow each other in one mapped file (a checkpoint that stores gate_proj
+        // right before up_proj) stay in place.
+        if let Held::Mapped(map, first_range) = &first.data {
+            let mut end = first_range.start;
+            let follow = parts.iter().all(|p| match &p.data {
+                Held::Mapped(m, r) if Arc::ptr_eq(m, map) && r.start == end => {
+                    end = r.end;
+                    true
+                }
+                _ => false,
+            });
+            if follow {
+                return Self::mapped(
+                    first.kind,
+                    rows,
+                    first.cols,
+                    map.clone(),
+                    first_range.start..end,
+                );
+            }
         }
-        Self::new(
-            first.kind,
-            parts.iter().map(|p| p.rows).sum(),
-            first.cols,
-            data,
-        )
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.bytes().len()).sum());
+        for p in parts {
+            data.extend_from_slice(p.bytes());
+        }
+        Self::new(first.kind, rows, first.cols, data)
     }
 
     /// Output rows.
@@ -144,7 +204,7 @@ impl QuantRows {
 
     /// The rows' bytes, row-major.
     pub fn bytes(&self) -> &[u8] {
-        &self.data
+        self.data.bytes()
     }
 
     /// The kind of block.
@@ -597,5 +657,44 @@ mod tests {
         // K-quant rows are whole super-blocks of 256.
         assert!(QuantRows::new(QuantKind::Q4_K, 1, 256, vec![0; 144]).is_some());
         assert!(QuantRows::new(QuantKind::Q6_K, 1, 96, vec![0; 79]).is_none());
+    }
+
+    #[test]
+    fn mapped_rows_are_read_in_place_and_stay_in_place_when_parts_follow_each_other() {
+        let path = std::env::temp_dir().join(format!("tell-quant-map-{}", std::process::id()));
+        let bytes: Vec<u8> = (0..200u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: the file is this test's own and nobody writes it while it is mapped.
+        let map = Arc::new(unsafe { Mmap::map(&file) }.unwrap());
+        std::fs::remove_file(&path).unwrap();
+        let part = |rows: usize, range: Range<usize>| {
+            QuantRows::mapped(QuantKind::Q4_1, rows, 32, map.clone(), range).unwrap()
+        };
+        let (a, b, c) = (part(2, 10..50), part(1, 50..70), part(1, 90..110));
+        assert!(a.is_mapped());
+        assert_eq!(a.bytes(), &bytes[10..50]);
+        // a then b lie back to back: one range of the map, nothing copied.
+        let ab = QuantRows::concat(&[a.clone(), b.clone()]).unwrap();
+        assert!(ab.is_mapped());
+        assert_eq!((ab.rows(), ab.bytes()), (3, &bytes[10..70]));
+        // a then c leave a gap, b then a go backwards: both copied, in the order given.
+        for (parts, want) in [
+            (
+                vec![a.clone(), c],
+                [&bytes[10..50], &bytes[90..110]].concat(),
+            ),
+            (vec![b, a], [&bytes[50..70], &bytes[10..50]].concat()),
+        ] {
+            let joined = QuantRows::concat(&parts).unwrap();
+            assert!(!joined.is_mapped());
+            assert_eq!(joined.bytes(), &want[..]);
+        }
+        // Ranges must hold whole rows and lie inside the map.
+        assert!(QuantRows::mapped(QuantKind::Q4_1, 1, 32, map.clone(), 0..21).is_none());
+        assert!(QuantRows::mapped(QuantKind::Q4_1, 1, 32, map.clone(), 190..210).is_none());
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = 30..10;
+        assert!(QuantRows::mapped(QuantKind::Q4_1, 0, 32, map, backwards).is_none());
     }
 }
