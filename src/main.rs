@@ -55,6 +55,28 @@ enum Command {
     Organism(cmd::organism::Args),
 }
 
+/// Tells glibc's allocator to keep and reuse freed memory instead of handing it back to the kernel.
+///
+/// Why: a forward allocates the same large buffers layer after layer (8 x 512 tokens: 50 MB for
+/// the gate/up product). Above glibc's mmap threshold (32 MB at most) each one is a fresh mapping,
+/// and below it the top of the heap is trimmed after each free; either way every layer faults its
+/// pages in again and the kernel zeroes them (1.15 M minor faults for a 32 x 512 GGUF capture).
+/// Keeping freed memory in one arena takes that to about 120 k faults, is faster, and lowers the
+/// peak (one arena instead of one per thread holding freed buffers); BENCHMARKS.md has the numbers.
+/// `TELL_MALLOC=system` keeps glibc's defaults (to compare, or where memory must go back early).
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("TELL_MALLOC").is_none_or(|v| v != "system") {
+        // SAFETY: called first thing in main, before any thread exists or allocates much;
+        // mallopt only sets allocator parameters.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, i32::MAX);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, so a closed stdout (`tell ... | head`) surfaced as a write error or a
     // panic in println!; with the default action the process ends quietly, as `cat` would.
@@ -63,6 +85,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
