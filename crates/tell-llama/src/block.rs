@@ -543,6 +543,10 @@ impl<B: Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, t, _] = x.dims();
         let i = self.intermediate;
+        let x = match self.gate_up.forward_swiglu(x) {
+            Ok(act) => return self.down.forward(act),
+            Err(x) => x,
+        };
         let gu = self.gate_up.forward(x);
         if let Some(host) = HostF32::of(&gu) {
             let act = cpu::swiglu(host.values(), b * t, i);

@@ -187,6 +187,24 @@ impl<B: Backend> Linear<B> {
         matches!(self.weight, Weight::Quant(_))
     }
 
+    /// `swiglu(x @ w)` over `[batch, seq, in]` for a fused gate/up map (`out` = gate rows, then
+    /// up rows): `[batch, seq, out / 2]`, the same bits as [`Self::forward`] then
+    /// [`cpu::swiglu`]. `Err(x)` where the fused kernel does not apply (not one block of
+    /// quantized rows on the host, or rows few enough for the decoding kernels).
+    pub fn forward_swiglu(&self, x: Tensor<B, 3>) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
+        let [b, t, _] = x.dims();
+        let (Weight::Quant(parts), Some(host)) = (&self.weight, HostF32::of(&x)) else {
+            return Err(x);
+        };
+        let [q] = parts.as_slice() else {
+            return Err(x);
+        };
+        match cpu::matmul_q_swiglu(host.values(), b * t, q) {
+            Some(y) => Ok(cpu::tensor(y, [b, t, self.d_out / 2], &x.device())),
+            None => Err(x),
+        }
+    }
+
     /// `x @ w` over `[batch, seq, in]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();

@@ -34,7 +34,7 @@ mod quant;
 pub use attention::attend;
 pub use matmul::{small_matmul_q, small_matmul_t, SMALL_ROWS};
 pub use ops::{rms_norm, rope_split, swiglu, Heads};
-pub use panel::matmul_q;
+pub use panel::{matmul_q, matmul_q_swiglu};
 #[cfg(test)]
 pub(crate) use quant::test_blocks;
 pub use quant::{QuantKind, QuantRows};

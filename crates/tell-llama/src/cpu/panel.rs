@@ -55,7 +55,7 @@ pub fn matmul_q(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
             return Some(vec![0f32; m * n]);
         }
         let (kind, rb) = (w.kind(), w.row_bytes());
-        let grid = Grid::new(m, n, k, rb);
+        let grid = Grid::new(m, n, k, rb, panel_rows(k));
         // Not zeroed first: every value is written below, and zeroing the largest buffer of a
         // block (8 x 512 rows of gate/up: 50 MB) cost about 2% of a prefill.
         let mut out: Vec<f32> = Vec::with_capacity(m * n);
@@ -88,6 +88,65 @@ pub fn matmul_q(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
     None
 }
 
+/// `swiglu(x @ w^T)` for `x` `[m, k]` and the fused gate/up weight `w` (`[2 width, k]`: the gate
+/// rows, then the up rows): `[m, width]`, the same bits as [`matmul_q`] then [`super::swiglu`],
+/// without the `[m, 2 width]` product ever in memory (each panel pairs gate and up rows, and the
+/// activation is taken while their products are in L1). `None` for a few rows (decoding goes
+/// through [`matmul_q`]) and where the CPU lacks the kernels.
+pub fn matmul_q_swiglu(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
+    let (k, rows) = (w.cols(), w.rows());
+    if m <= SMALL_ROWS || rows == 0 || k == 0 || !rows.is_multiple_of(2) {
+        return None;
+    }
+    assert_eq!(x.len(), m * k, "matmul_q_swiglu: x is not [m, k]");
+    #[cfg(target_arch = "x86_64")]
+    if super::quant_kernels() {
+        let width = rows / 2;
+        let (kind, rb) = (w.kind(), w.row_bytes());
+        // Half the gate rows of a plain panel, with as many up rows: the same bytes in L2.
+        let grid = Grid::new(m, width, k, rb, (panel_rows(k) / 2).max(NR_PAIRS));
+        let (gate, up) = w.bytes().split_at(width * rb);
+        let kernel = super::Kernel::detect();
+        let mut out: Vec<f32> = Vec::with_capacity(m * width);
+        let out_at = SharedOut(out.as_mut_ptr());
+        (0..grid.tasks()).into_par_iter().for_each(|task| {
+            let out = &out_at;
+            let (rows, panels) = grid.task(task);
+            let x = &x[rows.start * k..rows.end * k];
+            let (mut buf, mut products) = (Vec::new(), Vec::new());
+            for p in panels {
+                let col = p * grid.panel;
+                let wd = grid.panel.min(width - col);
+                let gate = &gate[col * rb..(col + wd) * rb];
+                let up = &up[col * rb..(col + wd) * rb];
+                // SAFETY: AVX-512F/VL and F16C were detected; this task writes only rows `rows`
+                // at columns `col .. col + wd` of `out`, which is `[m, width]` and outlives the
+                // loop, and no other task writes there.
+                unsafe {
+                    let at = out.0.add(rows.start * width);
+                    let sink = (at, width, col, kernel);
+                    x86::panel_swiglu(
+                        x,
+                        rows.len(),
+                        k,
+                        (kind, gate, up, rb),
+                        sink,
+                        &mut buf,
+                        &mut products,
+                    );
+                }
+            }
+        });
+        // SAFETY: the capacity is `m * width`, and the tasks wrote all of it, as in `matmul_q`.
+        unsafe { out.set_len(m * width) };
+        return Some(out);
+    }
+    None
+}
+
+/// Gate rows per panel of [`matmul_q_swiglu`], at least: one tile's worth.
+const NR_PAIRS: usize = 4;
+
 /// How a product is cut into tasks: runs of rows of `x` (each small enough to stay in L2 beside a
 /// panel, so that a long prompt's rows are read from memory once, not once per panel) times
 /// groups of panels (enough tasks for every thread when there are few rows).
@@ -109,13 +168,12 @@ struct Grid {
 }
 
 impl Grid {
-    fn new(m: usize, n: usize, k: usize, row_bytes: usize) -> Self {
+    fn new(m: usize, n: usize, k: usize, row_bytes: usize, panel: usize) -> Self {
         // Rows that fit L2 beside a panel, or more where the weight is wide in bytes: each run
         // reads the whole weight again, which must stay small against the run's work.
         let fit = CHUNK_BYTES / (4 * k.max(1));
         let chunk = (fit.max(ROWS_PER_WEIGHT_BYTE * row_bytes / k.max(1)) / 8).max(1) * 8;
         let chunks = m.div_ceil(chunk);
-        let panel = panel_rows(k);
         let panels = n.div_ceil(panel);
         let tasks = rayon::current_num_threads() * TASKS_PER_THREAD;
         let per_group = panels.div_ceil(tasks.div_ceil(chunks).clamp(1, panels));
@@ -175,17 +233,8 @@ mod x86 {
     ) {
         let rows = w.len() / row_bytes;
         assert!(k.is_multiple_of(BLOCK) && x.len() == m * k && col + rows <= n);
-        buf.resize(rows * k, 0.0);
-        for (row, values) in w.chunks_exact(row_bytes).zip(buf.chunks_exact_mut(k)) {
-            for (b, v) in values.chunks_exact_mut(BLOCK).enumerate() {
-                // SAFETY: the row is whole (`k` values); `v` holds 32 values.
-                unsafe {
-                    let (lo, hi) = halves(kind, row.as_ptr(), b);
-                    _mm512_storeu_ps(v.as_mut_ptr(), lo);
-                    _mm512_storeu_ps(v.as_mut_ptr().add(16), hi);
-                }
-            }
-        }
+        buf.clear();
+        dequantize(kind, w, row_bytes, k, buf);
         let mut i = 0;
         while i < m {
             // Weight row `j`'s products with rows `i..` of `x`.
@@ -202,6 +251,80 @@ mod x86 {
                 2 | 3 => against_panel::<2>(xi, k, buf, put),
                 _ => against_panel::<1>(xi, k, buf, put),
             };
+        }
+    }
+
+    /// Appends the rows of `w` (rows of `row_bytes`, `k` values each) to `buf`, dequantized.
+    #[target_feature(enable = "avx512f,avx512vl,f16c")]
+    fn dequantize(kind: QuantKind, w: &[u8], row_bytes: usize, k: usize, buf: &mut Vec<f32>) {
+        let (start, rows) = (buf.len(), w.len() / row_bytes);
+        buf.resize(start + rows * k, 0.0);
+        for (row, values) in w
+            .chunks_exact(row_bytes)
+            .zip(buf[start..].chunks_exact_mut(k))
+        {
+            for (b, v) in values.chunks_exact_mut(BLOCK).enumerate() {
+                // SAFETY: the row is whole (`k` values); `v` holds 32 values.
+                unsafe {
+                    let (lo, hi) = halves(kind, row.as_ptr(), b);
+                    _mm512_storeu_ps(v.as_mut_ptr(), lo);
+                    _mm512_storeu_ps(v.as_mut_ptr().add(16), hi);
+                }
+            }
+        }
+    }
+
+    /// One panel of [`super::matmul_q_swiglu`]: the gate rows `gate` and the matching up rows
+    /// `up` dequantized into `buf` one after the other, every row of `x` against them [`MR`] at a
+    /// time, the products of those rows (gate then up, as a `[rows, 2 width]` product's row
+    /// holds them) gathered in `products`, and their SwiGLU written to columns `col ..` of `out`
+    /// (`[m, width]`).
+    ///
+    /// # Safety
+    /// `out` must point to `m * width` writable values that no one else reads or writes at these
+    /// columns meanwhile.
+    #[target_feature(enable = "avx512f,avx512vl,f16c")]
+    pub unsafe fn panel_swiglu(
+        x: &[f32],
+        m: usize,
+        k: usize,
+        (kind, gate, up, row_bytes): (QuantKind, &[u8], &[u8], usize),
+        (out, width, col, kernel): (*mut f32, usize, usize, crate::cpu::Kernel),
+        buf: &mut Vec<f32>,
+        products: &mut Vec<f32>,
+    ) {
+        let wd = gate.len() / row_bytes;
+        assert!(k.is_multiple_of(BLOCK) && x.len() == m * k && col + wd <= width);
+        assert_eq!(gate.len(), up.len());
+        buf.clear();
+        dequantize(kind, gate, row_bytes, k, buf);
+        dequantize(kind, up, row_bytes, k, buf);
+        products.resize(MR * 2 * wd, 0.0);
+        let mut i = 0;
+        while i < m {
+            let (xi, buf) = (&x[i * k..], &buf[..]);
+            let at = products.as_mut_ptr();
+            // Weight row `j`'s products with rows `i..` of `x`, into row `r` of `products`.
+            let put = |j: usize, values: &[f32]| {
+                for (r, &v) in values.iter().enumerate() {
+                    // SAFETY: `r < MR` and `j < 2 wd`: inside `products`, which nothing else
+                    // reads or writes until the tiles are done.
+                    unsafe { *at.add(r * 2 * wd + j) = v };
+                }
+            };
+            let done = match m - i {
+                MR.. => against_panel::<MR>(xi, k, buf, put),
+                4.. => against_panel::<4>(xi, k, buf, put),
+                2 | 3 => against_panel::<2>(xi, k, buf, put),
+                _ => against_panel::<1>(xi, k, buf, put),
+            };
+            for (r, gu) in products.chunks_exact(2 * wd).take(done).enumerate() {
+                // SAFETY: `i + r < m` and `col + wd <= width`; the caller owns these columns.
+                let o =
+                    unsafe { std::slice::from_raw_parts_mut(out.add((i + r) * width + col), wd) };
+                kernel.swiglu_row(gu, o);
+            }
+            i += done;
         }
     }
 
@@ -339,6 +462,45 @@ mod tests {
     }
 
     #[test]
+    fn fused_swiglu_gives_the_bits_of_the_product_then_swiglu() {
+        // 2 x 70 rows: gate and up; panels of 16 gate rows at k = 2048 (four whole, one short),
+        // and row counts that take every group size.
+        for (kind, k, width) in [
+            (QuantKind::Q4_1, 64, 70),
+            (QuantKind::Q8_0, 2048, 70),
+            (QuantKind::Q4_K, 512, 9),
+            (QuantKind::Bf16, 64, 33),
+            (QuantKind::F32, 576, 40),
+        ] {
+            let n = 2 * width;
+            let bytes = test_blocks(kind, n * k / kind.geometry().0);
+            let w = QuantRows::new(kind, n, k, bytes).unwrap();
+            for m in [9, 15, 40, 150] {
+                let x: Vec<f32> = crate::cpu::tests::values(m * k, 3)
+                    .iter()
+                    .map(|v| v * 0.05)
+                    .collect();
+                let Some(product) = matmul_q(&x, m, &w) else {
+                    return;
+                };
+                let want = crate::cpu::swiglu(&product, m, width);
+                let got = matmul_q_swiglu(&x, m, &w).expect("more rows than decoding takes");
+                assert_eq!(got, want, "{kind:?}, {m} rows");
+            }
+        }
+        let w = QuantRows::new(QuantKind::F32, 4, 32, vec![0; 4 * 32 * 4]).unwrap();
+        assert!(
+            matmul_q_swiglu(&[0.0; 32 * 4], 4, &w).is_none(),
+            "decoding rows"
+        );
+        let odd = QuantRows::new(QuantKind::F32, 3, 32, vec![0; 3 * 32 * 4]).unwrap();
+        assert!(
+            matmul_q_swiglu(&[0.0; 32 * 20], 20, &odd).is_none(),
+            "odd rows"
+        );
+    }
+
+    #[test]
     fn the_grid_gives_every_row_and_panel_to_exactly_one_task() {
         // The output is not zeroed first, so a cell no task writes would be garbage.
         for (m, n, k, rb) in [
@@ -349,7 +511,7 @@ mod tests {
             (4096, 576, 1536, 1536 * 2),
             (17, 1, 32, 20),
         ] {
-            let grid = Grid::new(m, n, k, rb);
+            let grid = Grid::new(m, n, k, rb, panel_rows(k));
             let mut seen = vec![0u8; m * grid.panels];
             for t in 0..grid.tasks() {
                 let (rows, panels) = grid.task(t);
