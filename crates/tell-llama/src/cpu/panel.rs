@@ -113,7 +113,7 @@ pub fn matmul_q_swiglu(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
             let out = &out_at;
             let (rows, panels) = grid.task(task);
             let x = &x[rows.start * k..rows.end * k];
-            let (mut buf, mut products) = (Vec::new(), Vec::new());
+            let (mut bufs, mut products) = ([Vec::new(), Vec::new()], Vec::new());
             for p in panels {
                 let col = p * grid.panel;
                 let wd = grid.panel.min(width - col);
@@ -131,7 +131,7 @@ pub fn matmul_q_swiglu(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
                         k,
                         (kind, gate, up, rb),
                         sink,
-                        &mut buf,
+                        &mut bufs,
                         &mut products,
                     );
                 }
@@ -233,8 +233,7 @@ mod x86 {
     ) {
         let rows = w.len() / row_bytes;
         assert!(k.is_multiple_of(BLOCK) && x.len() == m * k && col + rows <= n);
-        buf.clear();
-        dequantize(kind, w, row_bytes, k, buf);
+        let w = weight_rows(kind, w, row_bytes, k, buf);
         let mut i = 0;
         while i < m {
             // Weight row `j`'s products with rows `i..` of `x`.
@@ -244,14 +243,49 @@ mod x86 {
                     unsafe { *out.add((i + r) * n + col + j) = v };
                 }
             };
-            let (xi, buf) = (&x[i * k..], &buf[..]);
-            i += match m - i {
-                MR.. => against_panel::<MR>(xi, k, buf, put),
-                4.. => against_panel::<4>(xi, k, buf, put),
-                2 | 3 => against_panel::<2>(xi, k, buf, put),
-                _ => against_panel::<1>(xi, k, buf, put),
-            };
+            i += against_rows(&x[i * k..], m - i, k, w, put);
         }
+    }
+
+    /// The next rows of `x` (`left` of them) against every weight row of `w`: [`MR`] rows, or
+    /// as many as are left in the largest group below that; returns how many.
+    #[target_feature(enable = "avx512f,avx512vl,f16c")]
+    #[inline]
+    fn against_rows(
+        x: &[f32],
+        left: usize,
+        k: usize,
+        w: &[f32],
+        put: impl Fn(usize, &[f32]),
+    ) -> usize {
+        match left {
+            MR.. => against_panel::<MR>(x, k, w, put),
+            4.. => against_panel::<4>(x, k, w, put),
+            2 | 3 => against_panel::<2>(x, k, w, put),
+            _ => against_panel::<1>(x, k, w, put),
+        }
+    }
+
+    /// The rows of `w` (rows of `row_bytes`, `k` values each) as f32 values: f32 rows read where
+    /// they lie (a checkpoint's mapped bytes, aligned), others dequantized into `buf`. Copying
+    /// f32 rows into the buffer was about 2% of an f32 prefill.
+    #[target_feature(enable = "avx512f,avx512vl,f16c")]
+    fn weight_rows<'a>(
+        kind: QuantKind,
+        w: &'a [u8],
+        row_bytes: usize,
+        k: usize,
+        buf: &'a mut Vec<f32>,
+    ) -> &'a [f32] {
+        if kind == QuantKind::F32 && cfg!(target_endian = "little") {
+            // SAFETY: every 4 bytes are some f32; `align_to` hands back only aligned ones.
+            if let ([], values, []) = unsafe { w.align_to::<f32>() } {
+                return values;
+            }
+        }
+        buf.clear();
+        dequantize(kind, w, row_bytes, k, buf);
+        buf
     }
 
     /// Appends the rows of `w` (rows of `row_bytes`, `k` values each) to `buf`, dequantized.
@@ -275,7 +309,7 @@ mod x86 {
     }
 
     /// One panel of [`super::matmul_q_swiglu`]: the gate rows `gate` and the matching up rows
-    /// `up` dequantized into `buf` one after the other, every row of `x` against them [`MR`] at a
+    /// `up` as f32 ([`weight_rows`], into `bufs`), every row of `x` against them [`MR`] at a
     /// time, the products of those rows (gate then up, as a `[rows, 2 width]` product's row
     /// holds them) gathered in `products`, and their SwiGLU written to columns `col ..` of `out`
     /// (`[m, width]`).
@@ -290,34 +324,32 @@ mod x86 {
         k: usize,
         (kind, gate, up, row_bytes): (QuantKind, &[u8], &[u8], usize),
         (out, width, col, kernel): (*mut f32, usize, usize, crate::cpu::Kernel),
-        buf: &mut Vec<f32>,
+        bufs: &mut [Vec<f32>; 2],
         products: &mut Vec<f32>,
     ) {
         let wd = gate.len() / row_bytes;
         assert!(k.is_multiple_of(BLOCK) && x.len() == m * k && col + wd <= width);
         assert_eq!(gate.len(), up.len());
-        buf.clear();
-        dequantize(kind, gate, row_bytes, k, buf);
-        dequantize(kind, up, row_bytes, k, buf);
+        let [gate_buf, up_buf] = bufs;
+        let gate = weight_rows(kind, gate, row_bytes, k, gate_buf);
+        let up = weight_rows(kind, up, row_bytes, k, up_buf);
         products.resize(MR * 2 * wd, 0.0);
         let mut i = 0;
         while i < m {
-            let (xi, buf) = (&x[i * k..], &buf[..]);
-            let at = products.as_mut_ptr();
-            // Weight row `j`'s products with rows `i..` of `x`, into row `r` of `products`.
-            let put = |j: usize, values: &[f32]| {
-                for (r, &v) in values.iter().enumerate() {
-                    // SAFETY: `r < MR` and `j < 2 wd`: inside `products`, which nothing else
-                    // reads or writes until the tiles are done.
-                    unsafe { *at.add(r * 2 * wd + j) = v };
+            let (xi, at) = (&x[i * k..], products.as_mut_ptr());
+            // Weight row `j`'s products with rows `i..` of `x`, into row `r` of `products` at
+            // `j` (gate) or `wd + j` (up).
+            let put = |shift: usize| {
+                move |j: usize, values: &[f32]| {
+                    for (r, &v) in values.iter().enumerate() {
+                        // SAFETY: `r < MR` and `shift + j < 2 wd`: inside `products`, which
+                        // nothing else reads or writes until the tiles are done.
+                        unsafe { *at.add(r * 2 * wd + shift + j) = v };
+                    }
                 }
             };
-            let done = match m - i {
-                MR.. => against_panel::<MR>(xi, k, buf, put),
-                4.. => against_panel::<4>(xi, k, buf, put),
-                2 | 3 => against_panel::<2>(xi, k, buf, put),
-                _ => against_panel::<1>(xi, k, buf, put),
-            };
+            let done = against_rows(xi, m - i, k, gate, put(0));
+            against_rows(xi, m - i, k, up, put(wd));
             for (r, gu) in products.chunks_exact(2 * wd).take(done).enumerate() {
                 // SAFETY: `i + r < m` and `col + wd <= width`; the caller owns these columns.
                 let o =
@@ -498,6 +530,45 @@ mod tests {
             matmul_q_swiglu(&[0.0; 32 * 20], 20, &odd).is_none(),
             "odd rows"
         );
+    }
+
+    #[test]
+    fn f32_rows_read_in_place_or_copied_when_misaligned_give_the_same_bits() {
+        let (n, k, m) = (70, 64, 40);
+        let bytes = test_blocks(QuantKind::F32, n * k / 32);
+        let path = std::env::temp_dir().join(format!("tell-panel-f32-{}", std::process::id()));
+        // The rows at byte 4 (aligned as f32) and at byte 1 (not: copied into the panel).
+        let mut file = vec![0u8; 4];
+        file.extend_from_slice(&bytes);
+        file.extend_from_slice(&[0u8; 1]);
+        std::fs::write(&path, &file).unwrap();
+        // SAFETY: the file is this test's own and nobody writes it while it is mapped.
+        let map = std::sync::Arc::new(unsafe {
+            memmap2::Mmap::map(&std::fs::File::open(&path).unwrap()).unwrap()
+        });
+        std::fs::remove_file(&path).unwrap();
+        let mut shifted = vec![0u8; 1];
+        shifted.extend_from_slice(&bytes);
+        let path1 = path.with_extension("1");
+        std::fs::write(&path1, &shifted).unwrap();
+        // SAFETY: as above.
+        let map1 = std::sync::Arc::new(unsafe {
+            memmap2::Mmap::map(&std::fs::File::open(&path1).unwrap()).unwrap()
+        });
+        std::fs::remove_file(&path1).unwrap();
+        let len = bytes.len();
+        let aligned = QuantRows::mapped(QuantKind::F32, n, k, map, 4..4 + len).unwrap();
+        let odd = QuantRows::mapped(QuantKind::F32, n, k, map1, 1..1 + len).unwrap();
+        let owned = QuantRows::new(QuantKind::F32, n, k, bytes).unwrap();
+        let x = crate::cpu::tests::values(m * k, 9);
+        let Some(want) = matmul_q(&x, m, &owned) else {
+            return;
+        };
+        assert_eq!(matmul_q(&x, m, &aligned), Some(want.clone()));
+        assert_eq!(matmul_q(&x, m, &odd), Some(want));
+        let want = matmul_q_swiglu(&x, m, &owned).unwrap();
+        assert_eq!(matmul_q_swiglu(&x, m, &aligned), Some(want.clone()));
+        assert_eq!(matmul_q_swiglu(&x, m, &odd), Some(want));
     }
 
     #[test]
