@@ -257,7 +257,7 @@ mod x86 {
                     unsafe { *out.add((i + r) * n + col + j) = v };
                 }
             };
-            i += against_rows!(&x[i * k..], m - i, k, w, put);
+            i += against_rows!(&x[i * k..], m - i, k, (w, &[]), put);
         }
     }
 
@@ -332,19 +332,17 @@ mod x86 {
         let mut i = 0;
         while i < m {
             let (xi, at) = (&x[i * k..], products.as_mut_ptr());
-            // Weight row `j`'s products with rows `i..` of `x`, into row `r` of `products` at
-            // `j` (gate) or `wd + j` (up).
-            let put = |shift: usize| {
-                move |j: usize, values: &[f32]| {
-                    for (r, &v) in values.iter().enumerate() {
-                        // SAFETY: `r < MR` and `shift + j < 2 wd`: inside `products`, which
-                        // nothing else reads or writes until the tiles are done.
-                        unsafe { *at.add(r * 2 * wd + shift + j) = v };
-                    }
+            // Weight row `j`'s products with rows `i..` of `x` (gate rows, then up rows), into
+            // row `r` of `products`.
+            let put = |j: usize, values: &[f32]| {
+                for (r, &v) in values.iter().enumerate() {
+                    // SAFETY: `r < MR` and `j < 2 wd`: inside `products`, which nothing else
+                    // reads or writes until the tiles are done.
+                    unsafe { *at.add(r * 2 * wd + j) = v };
                 }
             };
-            let done = against_rows!(xi, m - i, k, gate, put(0));
-            against_rows!(xi, m - i, k, up, put(wd));
+            // One call for both halves: two kept `tile` from being inlined.
+            let done = against_rows!(xi, m - i, k, (gate, up), put);
             for (r, gu) in products.chunks_exact(2 * wd).take(done).enumerate() {
                 // SAFETY: `i + r < m` and `col + wd <= width`; the caller owns these columns.
                 let o =
@@ -363,19 +361,25 @@ mod x86 {
     /// Weight rows per tile.
     const NR: usize = 4;
 
-    /// `R` rows of `x` against every weight row of the panel (`buf`, rows of `k` values), [`NR`]
-    /// weight rows at a time; `put(j, values)` takes weight row `j`'s `R` products. Returns `R`.
+    /// `R` rows of `x` against every weight row of the panel (the rows of `k` values in `first`,
+    /// then those in `then`: a fused panel's gate and up rows), [`NR`] weight rows at a time; `put(j, values)` takes weight row `j`'s `R` products. Returns `R`.
     #[target_feature(enable = "avx512f,avx512vl,f16c")]
     #[inline]
     fn against_panel<const R: usize>(
         x: &[f32],
         k: usize,
-        buf: &[f32],
+        (first, then): (&[f32], &[f32]),
         put: impl Fn(usize, &[f32]),
     ) -> usize {
-        let rows = buf.len() / k;
-        assert!(x.len() >= R * k && buf.len() == rows * k);
-        let row = |j: usize| buf[j * k..].as_ptr();
+        let (head, rows) = (first.len() / k, (first.len() + then.len()) / k);
+        assert!(x.len() >= R * k && first.len() == head * k && then.len() == (rows - head) * k);
+        let row = |j: usize| {
+            if j < head {
+                first[j * k..].as_ptr()
+            } else {
+                then[(j - head) * k..].as_ptr()
+            }
+        };
         let mut j = 0;
         while j + NR <= rows {
             let w: [*const f32; NR] = std::array::from_fn(|q| row(j + q));
