@@ -229,8 +229,8 @@ mod x86 {
         };
     }
 
-    /// One panel: its weight rows (`w`, rows of `row_bytes`) dequantized into a buffer, then every
-    /// row of `x` against them, [`MR`] rows by [`NR`] weight rows at a time; the results go to
+    /// One panel: its weight rows (`w`, rows of `row_bytes`) as f32 ([`weight_rows`]: read in
+    /// place or dequantized into `buf`), then every row of `x` against them, [`MR`] rows by [`NR`] weight rows at a time; the results go to
     /// columns `col ..` of `out` (`[m, n]`).
     ///
     /// # Safety
