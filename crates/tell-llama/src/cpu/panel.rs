@@ -56,33 +56,13 @@ pub fn matmul_q(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
         }
         let (kind, rb) = (w.kind(), w.row_bytes());
         let grid = Grid::new(m, n, k, rb, panel_rows(k));
-        // Not zeroed first: every value is written below, and zeroing the largest buffer of a
-        // block (8 x 512 rows of gate/up: 50 MB) cost about 2% of a prefill.
-        let mut out: Vec<f32> = Vec::with_capacity(m * n);
-        let out_at = SharedOut(out.as_mut_ptr());
-        (0..grid.tasks()).into_par_iter().for_each(|task| {
-            let out = &out_at;
-            let (rows, panels) = grid.task(task);
+        let out = grid.fill(|rows, col, width, at, buf: &mut Vec<f32>| {
+            let panel = &w.bytes()[col * rb..(col + width) * rb];
             let x = &x[rows.start * k..rows.end * k];
-            // One buffer for the task's panels, dequantized one after the other.
-            let mut buf = Vec::new();
-            for p in panels {
-                let col = p * grid.panel;
-                let width = grid.panel.min(n - col);
-                let panel = &w.bytes()[col * rb..(col + width) * rb];
-                // SAFETY: AVX-512F/VL and F16C were detected; this task writes only rows `rows`
-                // at columns `col .. col + width` of `out`, which is `[m, n]` and outlives the
-                // loop, and no other task writes there.
-                unsafe {
-                    let at = out.0.add(rows.start * n);
-                    x86::panel(x, rows.len(), k, (kind, panel, rb), (at, n, col), &mut buf);
-                }
-            }
+            // SAFETY: AVX-512F/VL and F16C were detected; `at` is row `rows.start` of the
+            // `[m, n]` output, whose columns `col .. col + width` of rows `rows` are this call's.
+            unsafe { x86::panel(x, rows.len(), k, (kind, panel, rb), (at, n, col), buf) }
         });
-        // SAFETY: the capacity is `m * n`, and the tasks wrote all of it: their runs of rows cover
-        // `0..m` and their groups of panels `0..n` (`Grid::task`; the test
-        // `runs_of_rows_and_groups_of_panels_cover_the_product`).
-        unsafe { out.set_len(m * n) };
         return Some(out);
     }
     None
@@ -107,38 +87,18 @@ pub fn matmul_q_swiglu(x: &[f32], m: usize, w: &QuantRows) -> Option<Vec<f32>> {
         let grid = Grid::new(m, width, k, rb, (panel_rows(k) / 2).max(NR_PAIRS));
         let (gate, up) = w.bytes().split_at(width * rb);
         let kernel = super::Kernel::detect();
-        let mut out: Vec<f32> = Vec::with_capacity(m * width);
-        let out_at = SharedOut(out.as_mut_ptr());
-        (0..grid.tasks()).into_par_iter().for_each(|task| {
-            let out = &out_at;
-            let (rows, panels) = grid.task(task);
+        type Scratch = ([Vec<f32>; 2], Vec<f32>);
+        let out = grid.fill(|rows, col, wd, at, (bufs, products): &mut Scratch| {
+            let gate = &gate[col * rb..(col + wd) * rb];
+            let up = &up[col * rb..(col + wd) * rb];
             let x = &x[rows.start * k..rows.end * k];
-            let (mut bufs, mut products) = ([Vec::new(), Vec::new()], Vec::new());
-            for p in panels {
-                let col = p * grid.panel;
-                let wd = grid.panel.min(width - col);
-                let gate = &gate[col * rb..(col + wd) * rb];
-                let up = &up[col * rb..(col + wd) * rb];
-                // SAFETY: AVX-512F/VL and F16C were detected; this task writes only rows `rows`
-                // at columns `col .. col + wd` of `out`, which is `[m, width]` and outlives the
-                // loop, and no other task writes there.
-                unsafe {
-                    let at = out.0.add(rows.start * width);
-                    let sink = (at, width, col, kernel);
-                    x86::panel_swiglu(
-                        x,
-                        rows.len(),
-                        k,
-                        (kind, gate, up, rb),
-                        sink,
-                        &mut bufs,
-                        &mut products,
-                    );
-                }
+            let sink = (at, width, col, kernel);
+            // SAFETY: AVX-512F/VL and F16C were detected; `at` is row `rows.start` of the
+            // `[m, width]` output, whose columns `col .. col + wd` of rows `rows` are this call's.
+            unsafe {
+                x86::panel_swiglu(x, rows.len(), k, (kind, gate, up, rb), sink, bufs, products)
             }
         });
-        // SAFETY: the capacity is `m * width`, and the tasks wrote all of it, as in `matmul_q`.
-        unsafe { out.set_len(m * width) };
         return Some(out);
     }
     None
@@ -153,6 +113,8 @@ const NR_PAIRS: usize = 4;
 struct Grid {
     /// Rows of `x`.
     m: usize,
+    /// Columns of the output (weight rows, or gate rows of a fused gate/up weight).
+    n: usize,
     /// Rows of `x` per run.
     chunk: usize,
     /// Runs of rows.
@@ -179,6 +141,7 @@ impl Grid {
         let per_group = panels.div_ceil(tasks.div_ceil(chunks).clamp(1, panels));
         Self {
             m,
+            n,
             chunk,
             chunks,
             panel,
@@ -198,6 +161,36 @@ impl Grid {
         let rows = c * self.chunk..((c + 1) * self.chunk).min(self.m);
         let panels = g * self.per_group..((g + 1) * self.per_group).min(self.panels);
         (rows, panels)
+    }
+
+    /// The `[m, n]` output, filled by the tasks in parallel: `panel(rows, col, width, at,
+    /// scratch)` must write rows `rows` at columns `col .. col + width` and nothing else, `at`
+    /// pointing at row `rows.start`; `scratch` is the task's, reused across its panels. Not
+    /// zeroed first: every value is written, and zeroing the largest buffer of a block (8 x 512
+    /// rows of gate/up: 50 MB) cost about 2% of a prefill.
+    fn fill<S: Default>(
+        &self,
+        panel: impl Fn(std::ops::Range<usize>, usize, usize, *mut f32, &mut S) + Sync,
+    ) -> Vec<f32> {
+        let mut out: Vec<f32> = Vec::with_capacity(self.m * self.n);
+        let out_at = SharedOut(out.as_mut_ptr());
+        (0..self.tasks()).into_par_iter().for_each(|task| {
+            let out = &out_at;
+            let (rows, panels) = self.task(task);
+            let mut scratch = S::default();
+            for p in panels {
+                let col = p * self.panel;
+                let width = self.panel.min(self.n - col);
+                // SAFETY: `rows.start < m`, so the pointer stays inside the `m * n` capacity.
+                let at = unsafe { out.0.add(rows.start * self.n) };
+                panel(rows.clone(), col, width, at, &mut scratch);
+            }
+        });
+        // SAFETY: the capacity is `m * n`, and the tasks wrote all of it: their runs of rows cover
+        // `0..m` and their groups of panels `0..n`, each cell once (the test
+        // `the_grid_gives_every_row_and_panel_to_exactly_one_task`).
+        unsafe { out.set_len(self.m * self.n) };
+        out
     }
 }
 
